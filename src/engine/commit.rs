@@ -1,0 +1,658 @@
+//! The commit path: the one write authority.
+//!
+//! A single committer thread receives every append. It drains whatever is queued (up to
+//! [`MAX_GROUP_REQUESTS`] / [`MAX_GROUP_EVENTS`]), stages each request against an overlay of
+//! the group's earlier requests (versions, expected-version checks, schema policy, Merkle
+//! frontier, state, snapshots, idempotency), puts the whole group into one `WriteBatch`, writes
+//! it with a synced WAL, and only then answers the writers. One fdatasync is shared by every
+//! writer in the group (group commit); a rejected request is simply left out of the batch.
+//! Because one thread assigns ids and writes batches in order, no reader can ever observe a
+//! higher event id before a lower one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{EngineError, ExpectedVersion};
+use super::event::{encode_stored_parts, Event, Issuer};
+use super::keys::{
+    aggregate_key, event_key, versioned_key, CF_AGGREGATES, CF_EVENTS, CF_IDEMPOTENCY, CF_META,
+    CF_SNAPSHOTS, CF_STREAMS, META_COUNTERS,
+};
+use super::merkle::{leaf_hash, Frontier};
+use super::names::{check_aggregate_id, check_idempotency_key, check_issuer_name, check_type_name};
+use super::options::{
+    MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS,
+    MAX_METADATA_BYTES, MAX_NOTE_CHARS,
+};
+use super::policy::{EventCheck, SnapshotSetting, WritePolicy};
+use super::record::{encode_snapshot, AggregateRecord};
+use super::snowflake::{unix_micros_now, Snowflake};
+use super::{cf, Counters};
+use crate::merge_patch::merge_patch;
+
+/// One event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+    pub note: Option<String>,
+    pub expected_version: ExpectedVersion,
+}
+
+impl NewEvent {
+    /// An event with empty metadata, no note and no version expectation.
+    pub fn new(
+        aggregate_type: impl Into<String>,
+        aggregate_id: impl Into<String>,
+        event_type: impl Into<String>,
+        payload: Map<String, Value>,
+    ) -> Self {
+        Self {
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: aggregate_id.into(),
+            event_type: event_type.into(),
+            payload,
+            metadata: Map::new(),
+            note: None,
+            expected_version: ExpectedVersion::Any,
+        }
+    }
+
+    /// Sets the expected version.
+    pub fn expecting(mut self, expected: ExpectedVersion) -> Self {
+        self.expected_version = expected;
+        self
+    }
+}
+
+/// An atomic append of one or more events, for one or many aggregates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AppendRequest {
+    pub events: Vec<NewEvent>,
+    /// A retry carrying the same key gets the original outcome back instead of a second write.
+    pub idempotency_key: Option<String>,
+    pub issued_by: Issuer,
+}
+
+/// What an accepted append produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendOutcome {
+    /// The committed events, in request order.
+    pub events: Vec<Event>,
+    /// True when this is the stored outcome of an earlier append with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// Messages to the committer.
+pub(crate) enum Command {
+    Append {
+        request: AppendRequest,
+        reply: oneshot::Sender<Result<AppendOutcome, EngineError>>,
+    },
+    /// Writes meta keys durably through the same path (e.g. an applied schema), then runs
+    /// `after` on the committer thread before the next group is staged.
+    PutMeta {
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        after: Box<dyn FnOnce() + Send>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Append { request, .. } => f
+                .debug_struct("Append")
+                .field("events", &request.events.len())
+                .finish_non_exhaustive(),
+            Command::PutMeta { entries, .. } => f
+                .debug_struct("PutMeta")
+                .field("entries", &entries.len())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Shared between the engine handle and the committer.
+#[derive(Debug)]
+pub(crate) struct CommitterParts {
+    pub db: Arc<DB>,
+    pub policy: Arc<RwLock<Arc<dyn WritePolicy>>>,
+    pub counters: Arc<RwLock<Counters>>,
+    pub snowflake: Snowflake,
+    pub max_payload_bytes: usize,
+    pub default_snapshot_threshold: Option<u64>,
+}
+
+type AggKey = (String, String);
+
+/// An aggregate as the group sees it: persisted record plus staged changes.
+#[derive(Debug, Clone)]
+struct Working {
+    version: u64,
+    last_event_id: u64,
+    created_at_micros: i64,
+    updated_at_micros: i64,
+    frontier: Frontier,
+    state: Map<String, Value>,
+}
+
+impl Working {
+    fn empty() -> Self {
+        Self {
+            version: 0,
+            last_event_id: 0,
+            created_at_micros: 0,
+            updated_at_micros: 0,
+            frontier: Frontier::default(),
+            state: Map::new(),
+        }
+    }
+
+    fn from_record(record: &AggregateRecord) -> Result<Self, EngineError> {
+        Ok(Self {
+            version: record.version,
+            last_event_id: record.last_event_id,
+            created_at_micros: record.created_at_micros,
+            updated_at_micros: record.updated_at_micros,
+            frontier: record.frontier.clone(),
+            state: record.state()?,
+        })
+    }
+}
+
+/// What one group commit accumulates.
+#[derive(Default)]
+struct Group {
+    aggregates: HashMap<AggKey, Working>,
+    idempotency: HashMap<String, ([u8; 32], Vec<u64>)>,
+    events: HashMap<u64, Event>,
+    batch: WriteBatch,
+    counters: Counters,
+    staged_anything: bool,
+}
+
+pub(crate) struct Committer {
+    parts: CommitterParts,
+    rx: mpsc::Receiver<Command>,
+    sync_write: WriteOptions,
+}
+
+impl Committer {
+    pub fn new(parts: CommitterParts, rx: mpsc::Receiver<Command>) -> Self {
+        let mut sync_write = WriteOptions::default();
+        // The durability contract: an append is acknowledged only after this write, whose
+        // WAL record is fdatasync'ed before `write_opt` returns.
+        sync_write.set_sync(true);
+        sync_write.disable_wal(false);
+        Self {
+            parts,
+            rx,
+            sync_write,
+        }
+    }
+
+    /// Runs until every sender is gone, finishing whatever was queued.
+    pub fn run(mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut commands = Vec::with_capacity(16);
+            let mut events = command_events(&first);
+            commands.push(first);
+            while commands.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
+                match self.rx.try_recv() {
+                    Ok(next) => {
+                        events += command_events(&next);
+                        commands.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(commands);
+        }
+    }
+
+    fn commit_group(&mut self, commands: Vec<Command>) {
+        let policy = self.parts.policy.read().clone();
+        let mut group = Group {
+            counters: *self.parts.counters.read(),
+            ..Group::default()
+        };
+        let mut append_replies = Vec::with_capacity(commands.len());
+        let mut meta_replies = Vec::new();
+        for command in commands {
+            match command {
+                Command::Append { request, reply } => {
+                    let result = self.stage(&mut group, policy.as_ref(), request);
+                    append_replies.push((reply, result));
+                }
+                Command::PutMeta {
+                    entries,
+                    after,
+                    reply,
+                } => match cf(&self.parts.db, CF_META) {
+                    Ok(meta) => {
+                        for (key, value) in entries {
+                            group.batch.put_cf(meta, key, value);
+                        }
+                        group.staged_anything = true;
+                        meta_replies.push((reply, after));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                },
+            }
+        }
+
+        let written = if group.staged_anything {
+            self.write_group(&mut group)
+        } else {
+            Ok(())
+        };
+        match written {
+            Ok(()) => {
+                *self.parts.counters.write() = group.counters;
+                for (reply, after) in meta_replies {
+                    after();
+                    let _ = reply.send(Ok(()));
+                }
+                for (reply, result) in append_replies {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "group commit failed; no write of the group was acknowledged");
+                for (reply, _) in meta_replies {
+                    let _ = reply.send(Err(EngineError::Storage(err.clone())));
+                }
+                for (reply, result) in append_replies {
+                    let _ = reply.send(result.and(Err(EngineError::Storage(err.clone()))));
+                }
+            }
+        }
+    }
+
+    fn write_group(&self, group: &mut Group) -> Result<(), rocksdb::Error> {
+        if let Ok(meta) = cf(&self.parts.db, CF_META) {
+            group
+                .batch
+                .put_cf(meta, META_COUNTERS, group.counters.encode());
+        }
+        let batch = std::mem::take(&mut group.batch);
+        self.parts.db.write_opt(batch, &self.sync_write)
+    }
+
+    fn load(&self, group: &Group, key: &AggKey) -> Result<Working, EngineError> {
+        if let Some(working) = group.aggregates.get(key) {
+            return Ok(working.clone());
+        }
+        let aggregates = cf(&self.parts.db, CF_AGGREGATES)?;
+        match self
+            .parts
+            .db
+            .get_pinned_cf(aggregates, aggregate_key(&key.0, &key.1))?
+        {
+            Some(bytes) => Working::from_record(&AggregateRecord::decode(&bytes)?),
+            None => Ok(Working::empty()),
+        }
+    }
+
+    fn exists(&self, group: &Group, local: &HashMap<AggKey, Working>, ty: &str, id: &str) -> bool {
+        let key = (ty.to_owned(), id.to_owned());
+        if let Some(w) = local.get(&key).or_else(|| group.aggregates.get(&key)) {
+            return w.version > 0;
+        }
+        let Ok(aggregates) = cf(&self.parts.db, CF_AGGREGATES) else {
+            return false;
+        };
+        matches!(
+            self.parts
+                .db
+                .get_pinned_cf(aggregates, aggregate_key(ty, id)),
+            Ok(Some(_))
+        )
+    }
+
+    fn snapshot_threshold(&self, policy: &dyn WritePolicy, aggregate_type: &str) -> Option<u64> {
+        match policy.snapshot_setting(aggregate_type) {
+            SnapshotSetting::EngineDefault => self.parts.default_snapshot_threshold,
+            SnapshotSetting::Every(n) => Some(n.max(1)),
+            SnapshotSetting::Disabled => None,
+        }
+    }
+
+    /// Stages one request into the group, or rejects it without touching the group.
+    fn stage(
+        &mut self,
+        group: &mut Group,
+        policy: &dyn WritePolicy,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, EngineError> {
+        check_request_shape(&request)?;
+        let fingerprint = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| fingerprint(&request));
+        if let (Some(key), Some(fingerprint)) = (&request.idempotency_key, fingerprint) {
+            if let Some(outcome) = self.replay(group, key, &fingerprint)? {
+                return Ok(outcome);
+            }
+        }
+
+        let mut local: HashMap<AggKey, Working> = HashMap::new();
+        let mut staged: Vec<(Event, Vec<u8>, Option<String>)> =
+            Vec::with_capacity(request.events.len());
+        let mut new_aggregates = 0u64;
+        let mut append_bytes = 0usize;
+        for new_event in request.events {
+            let key = (
+                new_event.aggregate_type.clone(),
+                new_event.aggregate_id.clone(),
+            );
+            let mut working = match local.remove(&key) {
+                Some(w) => w,
+                None => self.load(group, &key)?,
+            };
+            let actual = working.version;
+            let expectation_met = match new_event.expected_version {
+                ExpectedVersion::Any => true,
+                ExpectedVersion::NoStream => actual == 0,
+                ExpectedVersion::Exact(n) => actual == n,
+            };
+            if !expectation_met {
+                return Err(EngineError::Conflict {
+                    aggregate_type: key.0,
+                    aggregate_id: key.1,
+                    expected: new_event.expected_version,
+                    actual,
+                });
+            }
+
+            let exists = |ty: &str, id: &str| self.exists(group, &local, ty, id);
+            let checked = policy.check_event(&EventCheck {
+                aggregate_type: &key.0,
+                aggregate_id: &key.1,
+                event_type: &new_event.event_type,
+                payload: &new_event.payload,
+                prior_state: (actual > 0).then_some(&working.state),
+                aggregate_exists: &exists,
+            })?;
+            let payload = checked.payload.unwrap_or(new_event.payload);
+            let payload_json = to_compact_json(&payload);
+            if payload_json.len() > self.parts.max_payload_bytes {
+                return Err(EngineError::TooLarge {
+                    what: "event payload",
+                    size: payload_json.len(),
+                    limit: self.parts.max_payload_bytes,
+                });
+            }
+            let metadata_json = to_compact_json(&new_event.metadata);
+            if metadata_json.len() > MAX_METADATA_BYTES {
+                return Err(EngineError::TooLarge {
+                    what: "event metadata",
+                    size: metadata_json.len(),
+                    limit: MAX_METADATA_BYTES,
+                });
+            }
+            append_bytes = append_bytes
+                .saturating_add(payload_json.len())
+                .saturating_add(metadata_json.len());
+            if append_bytes > MAX_APPEND_BYTES {
+                return Err(EngineError::TooLarge {
+                    what: "append (bytes)",
+                    size: append_bytes,
+                    limit: MAX_APPEND_BYTES,
+                });
+            }
+            let note = new_event.note.or(checked.default_note);
+
+            let now = unix_micros_now();
+            let mut event = Event {
+                event_id: self.parts.snowflake.next_id(),
+                aggregate_type: key.0.clone(),
+                aggregate_id: key.1.clone(),
+                version: actual + 1,
+                event_type: new_event.event_type,
+                payload_json,
+                metadata_json,
+                note,
+                created_at_micros: now,
+                issued_by: request.issued_by.clone(),
+                hash: [0; 32],
+                merkle_root: [0; 32],
+            };
+            let canonical = event.canonical_bytes();
+            event.hash = leaf_hash(&canonical);
+            working.frontier.push(event.hash);
+            event.merkle_root = working.frontier.root();
+            let stored = encode_stored_parts(&canonical, &event.hash, &event.merkle_root);
+            merge_patch(&mut working.state, &payload);
+            if actual == 0 {
+                working.created_at_micros = now;
+                new_aggregates += 1;
+            }
+            working.version = event.version;
+            working.updated_at_micros = now;
+            working.last_event_id = event.event_id;
+
+            let snapshot = self
+                .snapshot_threshold(policy, &key.0)
+                .filter(|every| event.version.is_multiple_of(*every))
+                .map(|_| to_compact_json(&working.state));
+            staged.push((event, stored, snapshot));
+            local.insert(key, working);
+        }
+
+        // Accepted: move everything into the group's batch.
+        let db = &self.parts.db;
+        let (events_cf, streams_cf, aggregates_cf, snapshots_cf) = (
+            cf(db, CF_EVENTS)?,
+            cf(db, CF_STREAMS)?,
+            cf(db, CF_AGGREGATES)?,
+            cf(db, CF_SNAPSHOTS)?,
+        );
+        let mut outcome = Vec::with_capacity(staged.len());
+        for (event, stored, snapshot) in staged {
+            let stream_key =
+                versioned_key(&event.aggregate_type, &event.aggregate_id, event.version);
+            group
+                .batch
+                .put_cf(events_cf, event_key(event.event_id), stored);
+            group
+                .batch
+                .put_cf(streams_cf, &stream_key, event.event_id.to_be_bytes());
+            if let Some(state_json) = snapshot {
+                group.batch.put_cf(
+                    snapshots_cf,
+                    &stream_key,
+                    encode_snapshot(event.event_id, &state_json),
+                );
+            }
+            group.events.insert(event.event_id, event.clone());
+            outcome.push(event);
+        }
+        for (key, working) in local {
+            let record = AggregateRecord {
+                version: working.version,
+                last_event_id: working.last_event_id,
+                created_at_micros: working.created_at_micros,
+                updated_at_micros: working.updated_at_micros,
+                merkle_root: working.frontier.root(),
+                frontier: working.frontier.clone(),
+                state_json: to_compact_json(&working.state),
+            };
+            group.batch.put_cf(
+                aggregates_cf,
+                aggregate_key(&key.0, &key.1),
+                record.encode(),
+            );
+            group.aggregates.insert(key, working);
+        }
+        if let (Some(key), Some(fingerprint)) = (request.idempotency_key, fingerprint) {
+            let ids: Vec<u64> = outcome.iter().map(|e| e.event_id).collect();
+            group.batch.put_cf(
+                cf(db, CF_IDEMPOTENCY)?,
+                key.as_bytes(),
+                encode_idempotency(&fingerprint, &ids),
+            );
+            group.idempotency.insert(key, (fingerprint, ids));
+        }
+        group.counters.events += outcome.len() as u64;
+        group.counters.aggregates += new_aggregates;
+        group.staged_anything = true;
+        Ok(AppendOutcome {
+            events: outcome,
+            replayed: false,
+        })
+    }
+
+    /// The stored outcome for a retried idempotency key, if any.
+    fn replay(
+        &self,
+        group: &Group,
+        key: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<AppendOutcome>, EngineError> {
+        let (stored_fingerprint, ids) = match group.idempotency.get(key) {
+            Some((f, ids)) => (*f, ids.clone()),
+            None => {
+                let idempotency = cf(&self.parts.db, CF_IDEMPOTENCY)?;
+                match self.parts.db.get_pinned_cf(idempotency, key.as_bytes())? {
+                    Some(bytes) => decode_idempotency(&bytes)?,
+                    None => return Ok(None),
+                }
+            }
+        };
+        if &stored_fingerprint != fingerprint {
+            return Err(EngineError::IdempotencyMismatch {
+                key: key.to_owned(),
+            });
+        }
+        let events_cf = cf(&self.parts.db, CF_EVENTS)?;
+        let mut events = Vec::with_capacity(ids.len());
+        for id in ids {
+            let event = match group.events.get(&id) {
+                Some(event) => event.clone(),
+                None => match self.parts.db.get_pinned_cf(events_cf, event_key(id))? {
+                    Some(bytes) => Event::decode_stored(&bytes)?,
+                    None => {
+                        return Err(EngineError::corrupt(
+                            "idempotency record",
+                            format!("names event {id}, which is not stored"),
+                        ))
+                    }
+                },
+            };
+            events.push(event);
+        }
+        Ok(Some(AppendOutcome {
+            events,
+            replayed: true,
+        }))
+    }
+}
+
+fn command_events(command: &Command) -> usize {
+    match command {
+        Command::Append { request, .. } => request.events.len().max(1),
+        Command::PutMeta { .. } => 1,
+    }
+}
+
+/// Shape and size checks that need no stored state.
+fn check_request_shape(request: &AppendRequest) -> Result<(), EngineError> {
+    if request.events.is_empty() {
+        return Err(EngineError::InvalidValue {
+            what: "append",
+            reason: "an append needs at least one event".into(),
+        });
+    }
+    if request.events.len() > MAX_EVENTS_PER_APPEND {
+        return Err(EngineError::TooLarge {
+            what: "append (events)",
+            size: request.events.len(),
+            limit: MAX_EVENTS_PER_APPEND,
+        });
+    }
+    if let Some(key) = &request.idempotency_key {
+        check_idempotency_key(key)?;
+    }
+    check_issuer_name("issuer group", &request.issued_by.group)?;
+    check_issuer_name("issuer user", &request.issued_by.user)?;
+    for event in &request.events {
+        check_type_name("aggregate type", &event.aggregate_type)?;
+        check_aggregate_id(&event.aggregate_id)?;
+        check_type_name("event type", &event.event_type)?;
+        if let Some(note) = &event.note {
+            let chars = note.chars().count();
+            if chars > MAX_NOTE_CHARS {
+                return Err(EngineError::TooLarge {
+                    what: "event note (characters)",
+                    size: chars,
+                    limit: MAX_NOTE_CHARS,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Identifies a request's content, so a reused idempotency key with other content is caught.
+fn fingerprint(request: &AppendRequest) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(request.issued_by.group.as_bytes());
+    field(request.issued_by.user.as_bytes());
+    for event in &request.events {
+        field(event.aggregate_type.as_bytes());
+        field(event.aggregate_id.as_bytes());
+        field(event.event_type.as_bytes());
+        field(to_compact_json(&event.payload).as_bytes());
+        field(to_compact_json(&event.metadata).as_bytes());
+        field(event.note.as_deref().unwrap_or("\u{0}none").as_bytes());
+        field(format!("{:?}", event.expected_version).as_bytes());
+    }
+    *hasher.finalize().as_bytes()
+}
+
+fn encode_idempotency(fingerprint: &[u8; 32], ids: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + ids.len() * 8);
+    out.extend_from_slice(fingerprint);
+    for id in ids {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out
+}
+
+fn decode_idempotency(bytes: &[u8]) -> Result<([u8; 32], Vec<u64>), EngineError> {
+    let corrupt = || EngineError::corrupt("idempotency record", "malformed");
+    if bytes.len() < 32 || !(bytes.len() - 32).is_multiple_of(8) {
+        return Err(corrupt());
+    }
+    let fingerprint: [u8; 32] = bytes[..32].try_into().map_err(|_| corrupt())?;
+    let ids = bytes[32..]
+        .chunks_exact(8)
+        .map(|chunk| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(chunk);
+            u64::from_be_bytes(id)
+        })
+        .collect();
+    Ok((fingerprint, ids))
+}
+
+/// Compact JSON text of an object. Serializing a `Map` cannot fail.
+pub(crate) fn to_compact_json(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
+}

@@ -1,0 +1,287 @@
+//! Events: the immutable records the store is made of, and their canonical byte encoding.
+//!
+//! The canonical encoding is what the Merkle leaf hashes, so every field a user can see is
+//! in it (ids, types, version, payload, metadata, note, timestamp, issuer); only the derived
+//! `hash` and `merkle_root` follow it in the stored value. See `docs/STORAGE.md`.
+
+use serde_json::{Map, Value};
+
+use super::codec::{put_bytes32, put_str16, Reader};
+use super::error::EngineError;
+use super::merkle::{leaf_hash, Hash};
+
+/// Version of the canonical event encoding (its first byte).
+pub const EVENT_FORMAT: u8 = 1;
+
+/// Who issued an event: the token's group and user.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Issuer {
+    pub group: String,
+    pub user: String,
+}
+
+/// A committed event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: u64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub version: u64,
+    pub event_type: String,
+    /// The payload as stored: compact JSON text of an object.
+    pub payload_json: String,
+    /// The metadata as stored: compact JSON text of an object.
+    pub metadata_json: String,
+    pub note: Option<String>,
+    /// Commit time, microseconds since the Unix epoch.
+    pub created_at_micros: i64,
+    pub issued_by: Issuer,
+    /// The Merkle leaf hash of the canonical encoding.
+    pub hash: Hash,
+    /// The aggregate's Merkle root right after this event.
+    pub merkle_root: Hash,
+}
+
+impl Event {
+    /// The payload parsed as a JSON object.
+    pub fn payload(&self) -> Result<Map<String, Value>, EngineError> {
+        parse_object("event payload", &self.payload_json)
+    }
+
+    /// The metadata parsed as a JSON object.
+    pub fn metadata(&self) -> Result<Map<String, Value>, EngineError> {
+        parse_object("event metadata", &self.metadata_json)
+    }
+
+    /// The event as a JSON object, the shape the outbox and the CLI print.
+    pub fn to_json(&self) -> Result<Value, EngineError> {
+        let mut object = Map::new();
+        object.insert("event_id".into(), Value::from(self.event_id));
+        object.insert(
+            "aggregate_type".into(),
+            Value::from(self.aggregate_type.clone()),
+        );
+        object.insert(
+            "aggregate_id".into(),
+            Value::from(self.aggregate_id.clone()),
+        );
+        object.insert("version".into(), Value::from(self.version));
+        object.insert("event_type".into(), Value::from(self.event_type.clone()));
+        object.insert("payload".into(), Value::Object(self.payload()?));
+        object.insert("metadata".into(), Value::Object(self.metadata()?));
+        object.insert(
+            "note".into(),
+            self.note.clone().map(Value::from).unwrap_or(Value::Null),
+        );
+        object.insert(
+            "created_at".into(),
+            Value::from(format_timestamp_micros(self.created_at_micros)),
+        );
+        object.insert(
+            "issued_by".into(),
+            serde_json::json!({"group": self.issued_by.group, "user": self.issued_by.user}),
+        );
+        object.insert("hash".into(), Value::from(hex::encode(self.hash)));
+        object.insert(
+            "merkle_root".into(),
+            Value::from(hex::encode(self.merkle_root)),
+        );
+        Ok(Value::Object(object))
+    }
+
+    /// The canonical encoding the leaf hash covers.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            64 + self.payload_json.len() + self.metadata_json.len() + self.aggregate_id.len(),
+        );
+        out.push(EVENT_FORMAT);
+        out.extend_from_slice(&self.event_id.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.created_at_micros.to_be_bytes());
+        put_str16(&mut out, &self.aggregate_type);
+        put_str16(&mut out, &self.aggregate_id);
+        put_str16(&mut out, &self.event_type);
+        put_str16(&mut out, &self.issued_by.group);
+        put_str16(&mut out, &self.issued_by.user);
+        match &self.note {
+            Some(note) => {
+                out.push(1);
+                put_str16(&mut out, note);
+            }
+            None => out.push(0),
+        }
+        put_bytes32(&mut out, self.payload_json.as_bytes());
+        put_bytes32(&mut out, self.metadata_json.as_bytes());
+        out
+    }
+
+    /// The stored value: canonical bytes (length-prefixed), then hash and root.
+    pub fn encode_stored(&self) -> Vec<u8> {
+        encode_stored_parts(&self.canonical_bytes(), &self.hash, &self.merkle_root)
+    }
+
+    /// Decodes a stored value. The hash is taken as stored; `verify` recomputes it.
+    pub fn decode_stored(bytes: &[u8]) -> Result<Self, EngineError> {
+        let corrupt = || EngineError::corrupt("event", "truncated or malformed event record");
+        let mut reader = Reader::new(bytes);
+        let canonical = reader.bytes32().ok_or_else(corrupt)?;
+        let hash = reader.array::<32>().ok_or_else(corrupt)?;
+        let merkle_root = reader.array::<32>().ok_or_else(corrupt)?;
+        if !reader.is_empty() {
+            return Err(corrupt());
+        }
+        let mut event = Self::decode_canonical(canonical).ok_or_else(corrupt)?;
+        event.hash = hash;
+        event.merkle_root = merkle_root;
+        Ok(event)
+    }
+
+    /// The canonical bytes inside a stored value, and the leaf hash recomputed from them.
+    pub fn recompute_leaf(stored: &[u8]) -> Option<Hash> {
+        let mut reader = Reader::new(stored);
+        reader.bytes32().map(leaf_hash)
+    }
+
+    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != EVENT_FORMAT {
+            return None;
+        }
+        let event_id = r.u64()?;
+        let version = r.u64()?;
+        let created_at_micros = r.i64()?;
+        let aggregate_type = r.str16()?.to_owned();
+        let aggregate_id = r.str16()?.to_owned();
+        let event_type = r.str16()?.to_owned();
+        let group = r.str16()?.to_owned();
+        let user = r.str16()?.to_owned();
+        let note = match r.u8()? {
+            0 => None,
+            1 => Some(r.str16()?.to_owned()),
+            _ => return None,
+        };
+        let payload_json = std::str::from_utf8(r.bytes32()?).ok()?.to_owned();
+        let metadata_json = std::str::from_utf8(r.bytes32()?).ok()?.to_owned();
+        if !r.is_empty() {
+            return None;
+        }
+        Some(Self {
+            event_id,
+            aggregate_type,
+            aggregate_id,
+            version,
+            event_type,
+            payload_json,
+            metadata_json,
+            note,
+            created_at_micros,
+            issued_by: Issuer { group, user },
+            hash: [0; 32],
+            merkle_root: [0; 32],
+        })
+    }
+}
+
+/// The stored value from already-encoded canonical bytes (the commit path encodes them once
+/// for the leaf hash and reuses them here).
+pub fn encode_stored_parts(canonical: &[u8], hash: &Hash, merkle_root: &Hash) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical.len() + 4 + 64);
+    put_bytes32(&mut out, canonical);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(merkle_root);
+    out
+}
+
+fn parse_object(what: &'static str, text: &str) -> Result<Map<String, Value>, EngineError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(EngineError::corrupt(what, "not a JSON object")),
+        Err(err) => Err(EngineError::corrupt(what, err.to_string())),
+    }
+}
+
+/// RFC 3339 UTC with microseconds, e.g. `2026-11-27T11:12:51.123456Z`.
+pub fn format_timestamp_micros(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(at) => at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => micros.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        Event {
+            event_id: 42,
+            aggregate_type: "order".into(),
+            aggregate_id: "order-42".into(),
+            version: 3,
+            event_type: "order_paid".into(),
+            payload_json: r#"{"status":"paid"}"#.into(),
+            metadata_json: "{}".into(),
+            note: Some("n".into()),
+            created_at_micros: 1_700_000_000_123_456,
+            issued_by: Issuer {
+                group: "ops".into(),
+                user: "alice".into(),
+            },
+            hash: [7; 32],
+            merkle_root: [9; 32],
+        }
+    }
+
+    #[test]
+    fn stored_round_trip() {
+        let event = sample();
+        let decoded = Event::decode_stored(&event.encode_stored()).ok();
+        assert_eq!(decoded, Some(event.clone()));
+        assert_eq!(
+            Event::recompute_leaf(&event.encode_stored()),
+            Some(leaf_hash(&event.canonical_bytes()))
+        );
+    }
+
+    #[test]
+    fn every_visible_field_changes_the_leaf() {
+        let base = leaf_hash(&sample().canonical_bytes());
+        let mutations: Vec<fn(&mut Event)> = vec![
+            |e| e.event_id += 1,
+            |e| e.version += 1,
+            |e| e.created_at_micros += 1,
+            |e| e.aggregate_type.push('x'),
+            |e| e.aggregate_id.push('x'),
+            |e| e.event_type.push('x'),
+            |e| e.issued_by.group.push('x'),
+            |e| e.issued_by.user.push('x'),
+            |e| e.note = None,
+            |e| e.payload_json = r#"{"status":"paie"}"#.into(),
+            |e| e.metadata_json = r#"{"a":1}"#.into(),
+        ];
+        for mutate in mutations {
+            let mut event = sample();
+            mutate(&mut event);
+            assert_ne!(leaf_hash(&event.canonical_bytes()), base);
+        }
+    }
+
+    #[test]
+    fn truncated_records_are_errors_not_panics() {
+        let bytes = sample().encode_stored();
+        for len in 0..bytes.len() {
+            assert!(Event::decode_stored(&bytes[..len]).is_err(), "len {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Event::decode_stored(&longer).is_err());
+    }
+
+    #[test]
+    fn timestamps_render_in_utc() {
+        assert_eq!(
+            format_timestamp_micros(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+}

@@ -1,0 +1,783 @@
+//! The storage engine: the single write authority over a RocksDB store, and every read.
+//!
+//! Writes go through [`commit`] (one committer thread, group commit, synced WAL before any
+//! acknowledgment). Reads go straight to RocksDB: every batch the committer writes is atomic
+//! and written in event-id order, so a reader always sees a prefix of the commit history.
+//! Nothing here knows SQL or pgwire; the schema reaches the write path only through
+//! [`policy::WritePolicy`].
+
+mod codec;
+pub mod commit;
+pub mod error;
+pub mod event;
+pub mod keys;
+pub mod merkle;
+pub mod names;
+pub mod options;
+pub mod policy;
+pub mod record;
+pub mod snowflake;
+mod store;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, DB};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+pub use commit::{AppendOutcome, AppendRequest, NewEvent};
+pub use error::{EngineError, ExpectedVersion, SchemaRejection, ViolationClass};
+pub use event::{format_timestamp_micros, Event, Issuer};
+pub use merkle::Hash;
+pub use options::EngineOptions;
+pub use policy::{AcceptAll, CheckedEvent, EventCheck, SnapshotSetting, WritePolicy};
+pub use store::{DOMAIN, STORE_FORMAT};
+
+use commit::{Command, Committer, CommitterParts};
+use keys::{
+    aggregate_key, aggregate_type_prefix, event_key, prefix_upper_bound, split_aggregate_key,
+    stream_prefix, version_of_key, versioned_key, CF_AGGREGATES, CF_EVENTS, CF_META, CF_SNAPSHOTS,
+    CF_STREAMS, META_COUNTERS,
+};
+use merkle::Frontier;
+use options::{COMMIT_QUEUE_DEPTH, MAX_OUTBOX_PAGE_BYTES};
+use record::{decode_snapshot, AggregateRecord};
+use snowflake::Snowflake;
+
+/// Totals kept in the meta column family, updated in every group commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events: u64,
+    pub aggregates: u64,
+}
+
+impl Counters {
+    fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.events.to_be_bytes());
+        out[8..].copy_from_slice(&self.aggregates.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let events = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let aggregates = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some(Self { events, aggregates })
+    }
+}
+
+/// An aggregate's materialized state at some version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateState {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub version: u64,
+    /// Compact JSON text of the state object.
+    pub state_json: String,
+    pub merkle_root: Hash,
+    pub created_at_micros: i64,
+    pub updated_at_micros: i64,
+    pub last_event_id: u64,
+}
+
+impl AggregateState {
+    /// The state parsed as a JSON object.
+    pub fn state(&self) -> Result<Map<String, Value>, EngineError> {
+        match serde_json::from_str::<Value>(&self.state_json) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(EngineError::corrupt("aggregate state", "not a JSON object")),
+        }
+    }
+}
+
+/// One page of the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxPage {
+    /// Committed events in ascending event id, all greater than the `after` asked for.
+    pub events: Vec<Event>,
+    /// The checkpoint to persist: pass it as `after` for the next page.
+    pub next_after_event_id: u64,
+}
+
+/// The result of recomputing one aggregate's Merkle root from its stored events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyReport {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// The version the aggregate record claims.
+    pub version: u64,
+    /// Events read and hashed.
+    pub events_checked: u64,
+    /// The root recomputed from the stored events.
+    pub recomputed_root: Hash,
+    /// The root stored in the aggregate record.
+    pub stored_root: Hash,
+    /// Every inconsistency found (empty when `ok`).
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when the recomputed root matches and nothing was inconsistent.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.recomputed_root == self.stored_root
+    }
+}
+
+/// Store-wide figures for status displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub aggregates: u64,
+    pub last_event_id: u64,
+}
+
+/// A handle on an open store. Cheap to clone; the store closes when the last handle drops
+/// (or at [`Engine::shutdown`]).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Arc<DB>,
+    sender: RwLock<Option<mpsc::Sender<Command>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    policy: Arc<RwLock<Arc<dyn WritePolicy>>>,
+    counters: Arc<RwLock<Counters>>,
+    options: EngineOptions,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.sender.write().take();
+        if let Some(handle) = self.committer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily, EngineError> {
+    db.cf_handle(name)
+        .ok_or_else(|| EngineError::corrupt("store", format!("column family {name} missing")))
+}
+
+impl Engine {
+    /// Opens or creates the store described by `options` and starts the committer.
+    pub fn open(options: EngineOptions) -> Result<Self, EngineError> {
+        options
+            .validate()
+            .map_err(|reason| EngineError::InvalidValue {
+                what: "engine options",
+                reason,
+            })?;
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| EngineError::Io {
+            path: options.data_dir.display().to_string(),
+            source,
+        })?;
+        let db = Arc::new(store::open(&options.data_dir, options.block_cache_bytes)?);
+        let last_event_id = last_event_id(&db)?;
+        let counters = match db.get_cf(cf(&db, CF_META)?, META_COUNTERS)? {
+            Some(bytes) => Counters::decode(&bytes)
+                .ok_or_else(|| EngineError::corrupt("counters", "malformed"))?,
+            None => Counters::default(),
+        };
+        let counters = Arc::new(RwLock::new(counters));
+        let policy: Arc<RwLock<Arc<dyn WritePolicy>>> = Arc::new(RwLock::new(Arc::new(AcceptAll)));
+        let (sender, receiver) = mpsc::channel(COMMIT_QUEUE_DEPTH);
+        let committer = Committer::new(
+            CommitterParts {
+                db: db.clone(),
+                policy: policy.clone(),
+                counters: counters.clone(),
+                snowflake: Snowflake::new(options.worker_id, last_event_id),
+                max_payload_bytes: options.max_payload_bytes,
+                default_snapshot_threshold: options.default_snapshot_threshold,
+            },
+            receiver,
+        );
+        let handle = std::thread::Builder::new()
+            .name("eventdbx-commit".into())
+            .spawn(move || committer.run())
+            .map_err(|source| EngineError::Io {
+                path: "committer thread".into(),
+                source,
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                sender: RwLock::new(Some(sender)),
+                committer: Mutex::new(Some(handle)),
+                policy,
+                counters,
+                options,
+            }),
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    /// Stops accepting writes, lets queued appends finish, and stops the committer.
+    /// Blocking: call it from a blocking context.
+    pub fn shutdown(&self) {
+        self.inner.sender.write().take();
+        if let Some(handle) = self.inner.committer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Replaces the write policy; the next staged event is judged by the new one.
+    pub fn set_policy(&self, policy: Arc<dyn WritePolicy>) {
+        *self.inner.policy.write() = policy;
+    }
+
+    /// The current write policy.
+    pub fn policy(&self) -> Arc<dyn WritePolicy> {
+        self.inner.policy.read().clone()
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Command>, EngineError> {
+        self.inner.sender.read().clone().ok_or(EngineError::Closed)
+    }
+
+    /// Appends atomically and durably; returns once the events are synced. Blocking: from
+    /// async code use [`Engine::append_async`].
+    pub fn append(&self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Command::Append { request, reply })
+            .map_err(|_| EngineError::Closed)?;
+        answer.blocking_recv().map_err(|_| EngineError::Closed)?
+    }
+
+    /// [`Engine::append`] for async callers.
+    pub async fn append_async(&self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender()?
+            .send(Command::Append { request, reply })
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        answer.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Durably writes meta entries through the commit path, then runs `after` on the
+    /// committer before it stages anything else (used to install a new schema policy
+    /// atomically with storing it).
+    pub async fn put_meta(
+        &self,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        after: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender()?
+            .send(Command::PutMeta {
+                entries,
+                after,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        answer.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Reads a meta entry.
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        Ok(self.inner.db.get_cf(cf(&self.inner.db, CF_META)?, key)?)
+    }
+
+    /// Totals and the last event id.
+    pub fn stats(&self) -> Result<EngineStats, EngineError> {
+        let counters = *self.inner.counters.read();
+        Ok(EngineStats {
+            events: counters.events,
+            aggregates: counters.aggregates,
+            last_event_id: last_event_id(&self.inner.db)?,
+        })
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, EngineError> {
+        cf(&self.inner.db, name)
+    }
+
+    fn clamp_take(&self, take: usize) -> usize {
+        match take {
+            0 => self.inner.options.list_page_size,
+            n => n.min(self.inner.options.page_limit),
+        }
+    }
+
+    fn record(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<AggregateRecord>, EngineError> {
+        let key = aggregate_key(aggregate_type, aggregate_id);
+        match self.inner.db.get_pinned_cf(self.cf(CF_AGGREGATES)?, key)? {
+            Some(bytes) => Ok(Some(AggregateRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The current state: one point lookup, whatever the history length.
+    pub fn aggregate(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<AggregateState>, EngineError> {
+        Ok(self
+            .record(aggregate_type, aggregate_id)?
+            .map(|record| state_from_record(aggregate_type, aggregate_id, record)))
+    }
+
+    /// The state right after `version`: the nearest snapshot at or below it, plus replay.
+    /// `None` when the aggregate does not exist or has not reached `version` (or it is 0).
+    pub fn aggregate_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: u64,
+    ) -> Result<Option<AggregateState>, EngineError> {
+        let Some(record) = self.record(aggregate_type, aggregate_id)? else {
+            return Ok(None);
+        };
+        if version == 0 || version > record.version {
+            return Ok(None);
+        }
+        let created_at = record.created_at_micros;
+        if version == record.version {
+            return Ok(Some(state_from_record(
+                aggregate_type,
+                aggregate_id,
+                record,
+            )));
+        }
+        let (base_version, mut state) =
+            self.snapshot_at_or_below(aggregate_type, aggregate_id, version)?;
+        let mut events = self.events_of(
+            aggregate_type,
+            aggregate_id,
+            base_version,
+            usize::MAX,
+            version,
+        )?;
+        for event in &events {
+            crate::merge_patch::merge_patch(&mut state, &event.payload()?);
+        }
+        if base_version == version {
+            // The snapshot is the state itself; the event at that version supplies its root.
+            events = self.events_of(aggregate_type, aggregate_id, version - 1, 1, version)?;
+        }
+        let Some(last) = events.pop() else {
+            return Err(EngineError::corrupt(
+                "stream",
+                format!("no event at version {version}"),
+            ));
+        };
+        if last.version != version {
+            return Err(EngineError::corrupt(
+                "stream",
+                format!("history stops before version {version}"),
+            ));
+        }
+        Ok(Some(AggregateState {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            version,
+            state_json: commit::to_compact_json(&state),
+            merkle_root: last.merkle_root,
+            created_at_micros: created_at,
+            updated_at_micros: last.created_at_micros,
+            last_event_id: last.event_id,
+        }))
+    }
+
+    fn snapshot_at_or_below(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: u64,
+    ) -> Result<(u64, Map<String, Value>), EngineError> {
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(stream_prefix(aggregate_type, aggregate_id));
+        let start = versioned_key(aggregate_type, aggregate_id, version);
+        let mut iter = self.inner.db.iterator_cf_opt(
+            self.cf(CF_SNAPSHOTS)?,
+            read,
+            IteratorMode::From(&start, Direction::Reverse),
+        );
+        match iter.next() {
+            Some(item) => {
+                let (key, value) = item?;
+                let snap_version = version_of_key(&key)
+                    .ok_or_else(|| EngineError::corrupt("snapshot key", "too short"))?;
+                let (_, state_json) = decode_snapshot(&value)?;
+                match serde_json::from_str::<Value>(&state_json) {
+                    Ok(Value::Object(state)) => Ok((snap_version, state)),
+                    _ => Err(EngineError::corrupt(
+                        "snapshot",
+                        "state is not a JSON object",
+                    )),
+                }
+            }
+            None => Ok((0, Map::new())),
+        }
+    }
+
+    /// Aggregates in key order, optionally of one type, after a cursor (`(type, id)` of the
+    /// last one seen). `take` 0 means the configured page size; it is capped by the page limit.
+    pub fn list_aggregates(
+        &self,
+        aggregate_type: Option<&str>,
+        after: Option<(&str, &str)>,
+        take: usize,
+    ) -> Result<Vec<AggregateState>, EngineError> {
+        let take = self.clamp_take(take);
+        let mut read = ReadOptions::default();
+        let prefix = aggregate_type.map(aggregate_type_prefix);
+        if let Some(upper) = prefix.as_deref().and_then(prefix_upper_bound) {
+            read.set_iterate_upper_bound(upper);
+        }
+        let start = match (after, &prefix) {
+            (Some((ty, id)), _) => aggregate_key(ty, id),
+            (None, Some(prefix)) => prefix.clone(),
+            (None, None) => Vec::new(),
+        };
+        let iter = self.inner.db.iterator_cf_opt(
+            self.cf(CF_AGGREGATES)?,
+            read,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::with_capacity(take.min(1024));
+        for item in iter {
+            let (key, value) = item?;
+            if after.is_some() && *key == *start {
+                continue;
+            }
+            if let Some(prefix) = &prefix {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+            }
+            let (ty, id) = split_aggregate_key(&key)
+                .ok_or_else(|| EngineError::corrupt("aggregate key", "malformed"))?;
+            out.push(state_from_record(ty, id, AggregateRecord::decode(&value)?));
+            if out.len() >= take {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// An aggregate's events with `after_version < version <= up_to_version`, by version,
+    /// at most `take`.
+    pub fn events_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        take: usize,
+        up_to_version: u64,
+    ) -> Result<Vec<Event>, EngineError> {
+        let Some(first) = after_version.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let prefix = stream_prefix(aggregate_type, aggregate_id);
+        let mut read = ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(&prefix) {
+            read.set_iterate_upper_bound(upper);
+        }
+        let start = versioned_key(aggregate_type, aggregate_id, first);
+        let iter = self.inner.db.iterator_cf_opt(
+            self.cf(CF_STREAMS)?,
+            read,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let events_cf = self.cf(CF_EVENTS)?;
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= take {
+                break;
+            }
+            let (key, value) = item?;
+            let version = version_of_key(&key)
+                .ok_or_else(|| EngineError::corrupt("stream key", "too short"))?;
+            if version > up_to_version {
+                break;
+            }
+            let event_id = u64::from_be_bytes(
+                value
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| EngineError::corrupt("stream entry", "not an event id"))?,
+            );
+            match self
+                .inner
+                .db
+                .get_pinned_cf(events_cf, event_key(event_id))?
+            {
+                Some(bytes) => out.push(Event::decode_stored(&bytes)?),
+                None => {
+                    return Err(EngineError::corrupt(
+                        "stream entry",
+                        format!("event {event_id} is missing"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One event by id.
+    pub fn event(&self, event_id: u64) -> Result<Option<Event>, EngineError> {
+        match self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(CF_EVENTS)?, event_key(event_id))?
+        {
+            Some(bytes) => Ok(Some(Event::decode_stored(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The outbox contract: committed events with `event_id > after_event_id`, ascending, at
+    /// most `take` (0 = page size; capped by the page limit and [`MAX_OUTBOX_PAGE_BYTES`]).
+    pub fn read_outbox(&self, after_event_id: u64, take: usize) -> Result<OutboxPage, EngineError> {
+        self.scan_events(after_event_id, take, usize::MAX, &|_| true)
+    }
+
+    /// Like [`Engine::read_outbox`], returning only events `keep` accepts, scanning at most
+    /// `max_scan` events. The checkpoint advances past everything scanned — matching or not —
+    /// so a filtered page never stalls, and never past an event that was cut from a full
+    /// page, so nothing is skipped.
+    pub fn scan_events(
+        &self,
+        after_event_id: u64,
+        take: usize,
+        max_scan: usize,
+        keep: &dyn Fn(&Event) -> bool,
+    ) -> Result<OutboxPage, EngineError> {
+        let take = self.clamp_take(take);
+        let Some(first) = after_event_id.checked_add(1) else {
+            return Ok(OutboxPage {
+                events: Vec::new(),
+                next_after_event_id: after_event_id,
+            });
+        };
+        let start = event_key(first);
+        let iter = self.inner.db.iterator_cf(
+            self.cf(CF_EVENTS)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut events = Vec::with_capacity(take.min(1024));
+        let mut next_after = after_event_id;
+        let mut bytes = 0usize;
+        for (scanned, item) in iter.enumerate() {
+            if events.len() >= take || scanned >= max_scan {
+                break;
+            }
+            let (key, value) = item?;
+            let event_id = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))?,
+            );
+            let event = Event::decode_stored(&value)?;
+            if keep(&event) {
+                if !events.is_empty() && bytes + value.len() > MAX_OUTBOX_PAGE_BYTES {
+                    // Page full by size: stop before this event; it leads the next page.
+                    break;
+                }
+                bytes += value.len();
+                events.push(event);
+            }
+            next_after = event_id;
+        }
+        Ok(OutboxPage {
+            events,
+            next_after_event_id: next_after,
+        })
+    }
+
+    /// Recomputes one aggregate's Merkle root from its stored events and compares it with
+    /// the stored root. `None` when the aggregate does not exist.
+    pub fn verify(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<VerifyReport>, EngineError> {
+        let Some(record) = self.record(aggregate_type, aggregate_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.verify_record(
+            aggregate_type,
+            aggregate_id,
+            &record,
+        )?))
+    }
+
+    fn verify_record(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        record: &AggregateRecord,
+    ) -> Result<VerifyReport, EngineError> {
+        let prefix = stream_prefix(aggregate_type, aggregate_id);
+        let mut read = ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(&prefix) {
+            read.set_iterate_upper_bound(upper);
+        }
+        // Verification must read what is on disk, not what the block cache remembers.
+        read.fill_cache(false);
+        let iter = self.inner.db.iterator_cf_opt(
+            self.cf(CF_STREAMS)?,
+            read,
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let events_cf = self.cf(CF_EVENTS)?;
+        let mut frontier = Frontier::default();
+        let mut problems = Vec::new();
+        let mut expected_version = 1u64;
+        for item in iter {
+            let (key, value) = item?;
+            let Some(version) = version_of_key(&key) else {
+                problems.push("malformed stream key".to_owned());
+                continue;
+            };
+            if version != expected_version {
+                problems.push(format!(
+                    "expected version {expected_version}, found version {version}"
+                ));
+                expected_version = version;
+            }
+            expected_version += 1;
+            let Ok(id_bytes) = <[u8; 8]>::try_from(value.as_ref()) else {
+                problems.push(format!("version {version}: malformed stream entry"));
+                continue;
+            };
+            let event_id = u64::from_be_bytes(id_bytes);
+            let Some(stored) = self
+                .inner
+                .db
+                .get_pinned_cf(events_cf, event_key(event_id))?
+            else {
+                problems.push(format!("version {version}: event {event_id} is missing"));
+                continue;
+            };
+            let Some(leaf) = Event::recompute_leaf(&stored) else {
+                problems.push(format!("version {version}: event {event_id} is unreadable"));
+                continue;
+            };
+            frontier.push(leaf);
+            match Event::decode_stored(&stored) {
+                Ok(event) => {
+                    if event.event_id != event_id
+                        || event.version != version
+                        || event.aggregate_type != aggregate_type
+                        || event.aggregate_id != aggregate_id
+                    {
+                        problems.push(format!(
+                            "version {version}: event {event_id} belongs elsewhere ({}#{} v{}, id {})",
+                            event.aggregate_type, event.aggregate_id, event.version, event.event_id
+                        ));
+                    }
+                    if event.hash != leaf {
+                        problems.push(format!(
+                            "version {version}: event {event_id} does not match its hash"
+                        ));
+                    }
+                    if event.merkle_root != frontier.root() {
+                        problems.push(format!(
+                            "version {version}: Merkle root after event {event_id} differs"
+                        ));
+                    }
+                }
+                Err(_) => problems.push(format!(
+                    "version {version}: event {event_id} does not decode"
+                )),
+            }
+        }
+        if frontier.leaves() != record.version {
+            problems.push(format!(
+                "aggregate claims version {} but {} events are stored",
+                record.version,
+                frontier.leaves()
+            ));
+        }
+        Ok(VerifyReport {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            version: record.version,
+            events_checked: frontier.leaves(),
+            recomputed_root: frontier.root(),
+            stored_root: record.merkle_root,
+            problems,
+        })
+    }
+
+    /// Verifies every aggregate (of one type, or all), in key order.
+    pub fn verify_many(
+        &self,
+        aggregate_type: Option<&str>,
+    ) -> Result<Vec<VerifyReport>, EngineError> {
+        let mut reports = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = self.list_aggregates(
+                aggregate_type,
+                after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())),
+                self.inner.options.page_limit,
+            )?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.aggregate_type.clone(), last.aggregate_id.clone()));
+            for state in &page {
+                if let Some(report) = self.verify(&state.aggregate_type, &state.aggregate_id)? {
+                    reports.push(report);
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Test and tooling access to the raw store (e.g. the tamper test).
+    #[doc(hidden)]
+    pub fn raw_db(&self) -> &DB {
+        &self.inner.db
+    }
+}
+
+fn state_from_record(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    record: AggregateRecord,
+) -> AggregateState {
+    AggregateState {
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        version: record.version,
+        state_json: record.state_json,
+        merkle_root: record.merkle_root,
+        created_at_micros: record.created_at_micros,
+        updated_at_micros: record.updated_at_micros,
+        last_event_id: record.last_event_id,
+    }
+}
+
+fn last_event_id(db: &DB) -> Result<u64, EngineError> {
+    let mut iter = db.iterator_cf(cf(db, CF_EVENTS)?, IteratorMode::End);
+    match iter.next() {
+        Some(item) => {
+            let (key, _) = item?;
+            let bytes: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+        None => Ok(0),
+    }
+}

@@ -1,0 +1,177 @@
+//! Opening RocksDB: explicit options for every setting durability or correctness depends
+//! on, the column families, and the checks that refuse stores this build must not touch.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options,
+    DB,
+};
+
+use super::error::EngineError;
+use super::keys::{ALL_CFS, CF_EVENTS, CF_META, META_DOMAIN, META_FORMAT};
+
+/// Version of the on-disk layout this build writes and reads.
+pub const STORE_FORMAT: u32 = 1;
+/// The one logical domain of this single-tenant build.
+pub const DOMAIN: &str = "default";
+
+/// Directory names that only legacy multi-domain / multi-tenant layouts had.
+const LEGACY_DIRS: [&str; 3] = ["tenants", "domains", "tenant"];
+
+const LEGACY_ADVICE: &str = "This build of EventDBX is single-tenant and pinned to the \
+    `default` domain; it refuses legacy multi-domain or multi-tenant layouts. Export the \
+    data with the build that wrote it and import it here, or run a dedicated migration \
+    before upgrading.";
+
+/// Opens (creating if needed) the store in `dir`, after checking it is ours.
+pub fn open(dir: &Path, block_cache_bytes: usize) -> Result<DB, EngineError> {
+    refuse_foreign_layouts(dir)?;
+    let existed = dir.join("CURRENT").exists();
+    if existed {
+        let cfs = DB::list_cf(&Options::default(), dir)?;
+        if !cfs.iter().any(|cf| cf == CF_META) {
+            return Err(EngineError::IncompatibleStore(format!(
+                "{} holds a RocksDB database that is not an EventDBX store (no `meta` column \
+                 family); point data_dir at an empty directory",
+                dir.display()
+            )));
+        }
+    }
+
+    let cache = Cache::new_lru_cache(block_cache_bytes);
+    let db_options = db_options();
+    let descriptors = ALL_CFS
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache)));
+    let db = DB::open_cf_descriptors(&db_options, dir, descriptors)?;
+    check_or_stamp_format(&db, dir, existed)?;
+    Ok(db)
+}
+
+/// Database-wide options. Each durability-relevant one is set explicitly, never inherited.
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    // Checksums are verified and corruption is an error, not silently skipped.
+    opts.set_paranoid_checks(true);
+    // After kill -9 or power loss, recover every synced write and stop at the first torn
+    // record: only an unacknowledged tail can be torn, because acks follow the sync.
+    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // The WAL is written by every write; we sync it ourselves per group commit
+    // (`WriteOptions::set_sync(true)`), so RocksDB must not buffer it in user space.
+    opts.set_manual_wal_flush(false);
+    // fdatasync, not fsync: the WAL's metadata changes are covered by RocksDB's own
+    // preallocation and MANIFEST syncs; this is RocksDB's durable default, set on purpose.
+    opts.set_use_fsync(false);
+    // All column families flush together, so after a crash no CF's SST files are ahead of
+    // another's; the WAL replays the rest consistently.
+    opts.set_atomic_flush(true);
+    // Record WAL files in the MANIFEST so a missing or truncated synced WAL is detected.
+    opts.set_track_and_verify_wals_in_manifest(true);
+    // One committer thread issues every write, so there is never a second writer for a
+    // pipeline to overlap with; unordered writes stay off because readers must never see a
+    // later batch before an earlier one (the outbox relies on it).
+    opts.set_enable_pipelined_write(false);
+    opts.set_unordered_write(false);
+    opts.set_max_open_files(512);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_total_wal_size(256 * 1024 * 1024);
+    opts.set_max_background_jobs(2);
+    opts.set_bytes_per_sync(1024 * 1024);
+    opts
+}
+
+fn cf_options(name: &str, cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_format_version(6);
+    table.set_block_size(16 * 1024);
+    // Point lookups (aggregates, idempotency keys, stream entries) skip SSTs without the key.
+    table.set_bloom_filter(10.0, false);
+
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    let write_buffer = if name == CF_EVENTS {
+        64 * 1024 * 1024
+    } else {
+        32 * 1024 * 1024
+    };
+    opts.set_write_buffer_size(write_buffer);
+    opts.set_max_write_buffer_number(3);
+    opts
+}
+
+fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
+    for legacy in LEGACY_DIRS {
+        let path = dir.join(legacy);
+        if path.is_dir() {
+            return Err(EngineError::IncompatibleStore(format!(
+                "{} contains `{legacy}/`, a legacy multi-tenant layout. {LEGACY_ADVICE}",
+                dir.display()
+            )));
+        }
+    }
+    if dir.is_dir() && !dir.join("CURRENT").exists() {
+        let entries = std::fs::read_dir(dir).map_err(|source| EngineError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        if entries.flatten().next().is_some() {
+            return Err(EngineError::IncompatibleStore(format!(
+                "{} is not empty and is not an EventDBX store; point data_dir at an empty \
+                 or new directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_or_stamp_format(db: &DB, dir: &Path, existed: bool) -> Result<(), EngineError> {
+    let meta = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| EngineError::corrupt("store", "meta column family missing"))?;
+    match db.get_cf(meta, META_FORMAT)? {
+        Some(bytes) => {
+            let format = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| EngineError::corrupt("store format marker", "wrong length"))?;
+            if format > STORE_FORMAT {
+                return Err(EngineError::IncompatibleStore(format!(
+                    "{} was written by a newer EventDBX (store format {format}; this build \
+                     reads format {STORE_FORMAT}). Upgrade dbx to open it.",
+                    dir.display()
+                )));
+            }
+        }
+        None if existed => {
+            return Err(EngineError::IncompatibleStore(format!(
+                "{} has no EventDBX format marker; it was not created by this build",
+                dir.display()
+            )));
+        }
+        None => {
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(meta, META_FORMAT, STORE_FORMAT.to_be_bytes());
+            batch.put_cf(meta, META_DOMAIN, DOMAIN.as_bytes());
+            let mut write = rocksdb::WriteOptions::default();
+            write.set_sync(true);
+            db.write_opt(batch, &write)?;
+        }
+    }
+    match db.get_cf(meta, META_DOMAIN)? {
+        Some(domain) if domain == DOMAIN.as_bytes() => Ok(()),
+        other => Err(EngineError::IncompatibleStore(format!(
+            "{} is pinned to domain {:?}, not `default`. {LEGACY_ADVICE}",
+            dir.display(),
+            other.map(|d| String::from_utf8_lossy(&d).into_owned())
+        ))),
+    }
+}

@@ -1,0 +1,13 @@
+//! EventDBX: a single-node, event-sourced database.
+//!
+//! The library owns everything but the command line: the storage [`engine`] (the one write
+//! authority over RocksDB), and the JSON Merge Patch used to materialize aggregate state.
+//! See `docs/ARCHITECTURE.md` for the code map and the invariants each module keeps.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod merge_patch;
+pub mod server;

@@ -1,0 +1,599 @@
+//! Black-box tests of the engine's library API: appends, conflicts, idempotency, state,
+//! snapshots, outbox, verify (including tampering) and the store guards.
+
+use eventdbx::engine::{
+    AppendRequest, Engine, EngineError, EngineOptions, ExpectedVersion, Issuer, NewEvent,
+};
+use serde_json::{json, Map, Value};
+
+fn obj(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Engine {
+    let mut options = EngineOptions::new(dir.join("data"));
+    options.default_snapshot_threshold = Some(3);
+    Engine::open(options).expect("open engine")
+}
+
+fn issuer() -> Issuer {
+    Issuer {
+        group: "ops".into(),
+        user: "alice".into(),
+    }
+}
+
+fn one(ty: &str, id: &str, event: &str, payload: Value) -> AppendRequest {
+    AppendRequest {
+        events: vec![NewEvent::new(ty, id, event, obj(payload))],
+        idempotency_key: None,
+        issued_by: issuer(),
+    }
+}
+
+#[test]
+fn append_materializes_state_by_merge_patch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let first = engine
+        .append(one(
+            "order",
+            "order-42",
+            "order_created",
+            json!({"status": "open", "lines": {"a": 1}}),
+        ))
+        .expect("append");
+    assert_eq!(first.events[0].version, 1);
+    assert!(!first.replayed);
+    engine
+        .append(one(
+            "order",
+            "order-42",
+            "order_paid",
+            json!({"status": "paid", "lines": {"b": 2}}),
+        ))
+        .expect("append");
+    engine
+        .append(one(
+            "order",
+            "order-42",
+            "order_noted",
+            json!({"lines": {"a": null}}),
+        ))
+        .expect("append");
+    let state = engine
+        .aggregate("order", "order-42")
+        .expect("read")
+        .expect("exists");
+    assert_eq!(state.version, 3);
+    assert_eq!(
+        Value::Object(state.state().expect("state")),
+        json!({"status": "paid", "lines": {"b": 2}})
+    );
+    let events = engine
+        .events_of("order", "order-42", 0, 100, u64::MAX)
+        .expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(events.windows(2).all(|w| w[0].event_id < w[1].event_id));
+    assert_eq!(events[2].merkle_root, state.merkle_root);
+    assert_eq!(events[0].issued_by, issuer());
+    assert!(engine.aggregate("order", "nope").expect("read").is_none());
+}
+
+#[test]
+fn a_conflict_rejects_the_whole_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    engine
+        .append(one("order", "a", "created", json!({"n": 1})))
+        .expect("append");
+    let batch = AppendRequest {
+        events: vec![
+            NewEvent::new("order", "b", "created", obj(json!({"n": 1})))
+                .expecting(ExpectedVersion::NoStream),
+            NewEvent::new("order", "a", "changed", obj(json!({"n": 2})))
+                .expecting(ExpectedVersion::Exact(5)),
+        ],
+        idempotency_key: None,
+        issued_by: issuer(),
+    };
+    match engine.append(batch) {
+        Err(EngineError::Conflict {
+            aggregate_type,
+            aggregate_id,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(
+                (aggregate_type.as_str(), aggregate_id.as_str()),
+                ("order", "a")
+            );
+            assert_eq!(expected, ExpectedVersion::Exact(5));
+            assert_eq!(actual, 1);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(
+        engine.aggregate("order", "b").expect("read").is_none(),
+        "b must not exist"
+    );
+    assert_eq!(engine.stats().expect("stats").events, 1);
+
+    // Expectations apply to the version right before each event, within one batch too.
+    let batch = AppendRequest {
+        events: vec![
+            NewEvent::new("order", "a", "changed", obj(json!({"n": 2})))
+                .expecting(ExpectedVersion::Exact(1)),
+            NewEvent::new("order", "a", "changed", obj(json!({"n": 3})))
+                .expecting(ExpectedVersion::Exact(2)),
+        ],
+        idempotency_key: None,
+        issued_by: issuer(),
+    };
+    let outcome = engine.append(batch).expect("append");
+    assert_eq!(
+        outcome.events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let err = engine
+        .append(one("order", "a", "x", json!({})).clone_with_expected(ExpectedVersion::NoStream))
+        .expect_err("exists");
+    assert!(
+        err.to_string()
+            .contains("expected no existing aggregate, actual version 3"),
+        "{err}"
+    );
+}
+
+trait WithExpected {
+    fn clone_with_expected(self, expected: ExpectedVersion) -> Self;
+}
+
+impl WithExpected for AppendRequest {
+    fn clone_with_expected(mut self, expected: ExpectedVersion) -> Self {
+        for event in &mut self.events {
+            event.expected_version = expected;
+        }
+        self
+    }
+}
+
+#[test]
+fn idempotent_retries_return_the_original_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let mut request = one("order", "o-1", "created", json!({"status": "open"}));
+    request.idempotency_key = Some("req-1".into());
+    let first = engine.append(request.clone()).expect("append");
+    let second = engine.append(request.clone()).expect("retry");
+    assert!(second.replayed);
+    assert_eq!(first.events, second.events);
+    assert_eq!(engine.stats().expect("stats").events, 1);
+    assert_eq!(
+        engine
+            .aggregate("order", "o-1")
+            .expect("read")
+            .expect("exists")
+            .version,
+        1
+    );
+
+    let mut different = one("order", "o-1", "created", json!({"status": "closed"}));
+    different.idempotency_key = Some("req-1".into());
+    assert!(matches!(
+        engine.append(different),
+        Err(EngineError::IdempotencyMismatch { .. })
+    ));
+    drop(engine);
+    let engine = open(dir.path());
+    let third = engine.append(request).expect("retry after reopen");
+    assert!(third.replayed);
+    assert_eq!(third.events, first.events);
+}
+
+#[test]
+fn past_versions_come_from_snapshots_plus_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    for n in 1..=10 {
+        engine
+            .append(one(
+                "counter",
+                "c",
+                "bumped",
+                json!({"n": n, format!("k{n}"): true}),
+            ))
+            .expect("append");
+    }
+    // Threshold 3: snapshots at 3, 6 and 9.
+    let snapshots = engine
+        .raw_db()
+        .iterator_cf(
+            engine.raw_db().cf_handle("snapshots").expect("cf"),
+            rocksdb::IteratorMode::Start,
+        )
+        .count();
+    assert_eq!(snapshots, 3);
+    for version in 1..=10u64 {
+        let state = engine
+            .aggregate_at("counter", "c", version)
+            .expect("read")
+            .expect("exists");
+        assert_eq!(state.version, version);
+        let map = state.state().expect("state");
+        assert_eq!(map.get("n"), Some(&json!(version)));
+        assert_eq!(map.len() as u64, version + 1, "every k1..k{version} plus n");
+        let event = &engine
+            .events_of("counter", "c", version - 1, 1, u64::MAX)
+            .expect("events")[0];
+        assert_eq!(state.merkle_root, event.merkle_root);
+    }
+    assert!(engine
+        .aggregate_at("counter", "c", 11)
+        .expect("read")
+        .is_none());
+    assert!(engine
+        .aggregate_at("counter", "c", 0)
+        .expect("read")
+        .is_none());
+}
+
+#[test]
+fn outbox_pages_are_complete_ordered_and_never_stall() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let ty = if i % 5 == 0 { "invoice" } else { "order" };
+        let outcome = engine
+            .append(one(ty, &format!("x{i}"), "created", json!({"i": i})))
+            .expect("append");
+        ids.push(outcome.events[0].event_id);
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = engine.read_outbox(after, 7).expect("outbox");
+        if page.events.is_empty() {
+            assert_eq!(
+                page.next_after_event_id, after,
+                "an empty page keeps the checkpoint"
+            );
+            break;
+        }
+        assert!(page.events.len() <= 7);
+        assert_eq!(
+            page.next_after_event_id,
+            page.events.last().map(|e| e.event_id).unwrap_or(0)
+        );
+        seen.extend(page.events.iter().map(|e| e.event_id));
+        after = page.next_after_event_id;
+    }
+    assert_eq!(seen, ids);
+
+    // A filtered scan that finds nothing within its scan budget still advances.
+    let only_invoices = |e: &eventdbx::engine::Event| e.aggregate_type == "invoice";
+    let page = engine
+        .scan_events(ids[0], 10, 3, &only_invoices)
+        .expect("scan");
+    assert!(page.events.is_empty());
+    assert_eq!(page.next_after_event_id, ids[3]);
+    let page = engine
+        .scan_events(ids[3], 10, 100, &only_invoices)
+        .expect("scan");
+    assert_eq!(
+        page.events
+            .iter()
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["x5", "x10", "x15", "x20"]
+    );
+    assert_eq!(page.next_after_event_id, ids[24]);
+}
+
+#[test]
+fn listing_aggregates_pages_by_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    for id in ["b", "a", "d", "c"] {
+        engine
+            .append(one("order", id, "created", json!({})))
+            .expect("append");
+    }
+    engine
+        .append(one("order_line", "a", "created", json!({})))
+        .expect("append");
+    engine
+        .append(one("ord", "z", "created", json!({})))
+        .expect("append");
+    let page = engine
+        .list_aggregates(Some("order"), None, 3)
+        .expect("list");
+    assert_eq!(
+        page.iter()
+            .map(|a| a.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a", "b", "c"]
+    );
+    let page = engine
+        .list_aggregates(Some("order"), Some(("order", "c")), 3)
+        .expect("list");
+    assert_eq!(
+        page.iter()
+            .map(|a| a.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["d"]
+    );
+    let all = engine.list_aggregates(None, None, 0).expect("list");
+    assert_eq!(all.len(), 6);
+    assert_eq!(engine.stats().expect("stats").aggregates, 6);
+}
+
+#[test]
+fn verify_recomputes_and_detects_tampering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    for n in 0..6 {
+        engine
+            .append(one("order", "o-1", "changed", json!({"n": n})))
+            .expect("append");
+        engine
+            .append(one("order", "o-2", "changed", json!({"n": n})))
+            .expect("append");
+    }
+    let report = engine
+        .verify("order", "o-1")
+        .expect("verify")
+        .expect("exists");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events_checked, 6);
+    assert_eq!(report.recomputed_root, report.stored_root);
+
+    // Change one byte inside the payload of version 4 of o-1.
+    let target = engine
+        .events_of("order", "o-1", 3, 1, u64::MAX)
+        .expect("events")[0]
+        .event_id;
+    let db = engine.raw_db();
+    let events_cf = db.cf_handle("events").expect("cf");
+    let mut bytes = db
+        .get_cf(events_cf, target.to_be_bytes())
+        .expect("get")
+        .expect("stored");
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"\"n\":")
+        .expect("payload present")
+        + 4;
+    bytes[at] = if bytes[at] == b'3' { b'7' } else { b'3' };
+    db.put_cf(events_cf, target.to_be_bytes(), &bytes)
+        .expect("tamper");
+
+    let report = engine
+        .verify("order", "o-1")
+        .expect("verify")
+        .expect("exists");
+    assert!(!report.ok());
+    assert_ne!(report.recomputed_root, report.stored_root);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("does not match its hash")),
+        "{report:?}"
+    );
+    let other = engine
+        .verify("order", "o-2")
+        .expect("verify")
+        .expect("exists");
+    assert!(other.ok(), "untouched aggregate still verifies");
+    let all = engine.verify_many(None).expect("verify all");
+    assert_eq!(all.iter().filter(|r| !r.ok()).count(), 1);
+
+    // A missing event is detected too.
+    let victim = engine
+        .events_of("order", "o-2", 1, 1, u64::MAX)
+        .expect("events")[0]
+        .event_id;
+    db.delete_cf(events_cf, victim.to_be_bytes())
+        .expect("delete");
+    let report = engine
+        .verify("order", "o-2")
+        .expect("verify")
+        .expect("exists");
+    assert!(!report.ok());
+    assert!(
+        report.problems.iter().any(|p| p.contains("missing")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn swapped_events_fail_verification() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    for n in 0..4 {
+        engine
+            .append(one("order", "o-1", "changed", json!({"n": n})))
+            .expect("append");
+    }
+    let events = engine
+        .events_of("order", "o-1", 0, 10, u64::MAX)
+        .expect("events");
+    let db = engine.raw_db();
+    let events_cf = db.cf_handle("events").expect("cf");
+    let a = db
+        .get_cf(events_cf, events[1].event_id.to_be_bytes())
+        .expect("get")
+        .expect("a");
+    let b = db
+        .get_cf(events_cf, events[2].event_id.to_be_bytes())
+        .expect("get")
+        .expect("b");
+    db.put_cf(events_cf, events[1].event_id.to_be_bytes(), &b)
+        .expect("swap");
+    db.put_cf(events_cf, events[2].event_id.to_be_bytes(), &a)
+        .expect("swap");
+    let report = engine
+        .verify("order", "o-1")
+        .expect("verify")
+        .expect("exists");
+    assert!(!report.ok());
+    assert_ne!(report.recomputed_root, report.stored_root);
+}
+
+#[test]
+fn reopen_keeps_everything_and_ids_keep_rising() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = {
+        let engine = open(dir.path());
+        for n in 0..5 {
+            engine
+                .append(one("order", "o", "changed", json!({"n": n})))
+                .expect("append");
+        }
+        engine.stats().expect("stats").last_event_id
+    };
+    let engine = open(dir.path());
+    let stats = engine.stats().expect("stats");
+    assert_eq!(
+        (stats.events, stats.aggregates, stats.last_event_id),
+        (5, 1, last)
+    );
+    let next = engine
+        .append(one("order", "o", "changed", json!({})))
+        .expect("append");
+    assert!(next.events[0].event_id > last);
+    assert_eq!(next.events[0].version, 6);
+    assert!(engine
+        .verify("order", "o")
+        .expect("verify")
+        .expect("exists")
+        .ok());
+}
+
+#[test]
+fn concurrent_writers_get_gap_free_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for n in 0..25 {
+                    let id = format!("agg-{}", n % 4);
+                    engine
+                        .append(one("order", &id, "changed", json!({"t": t, "n": n})))
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let mut total = 0;
+    for a in 0..4 {
+        let id = format!("agg-{a}");
+        let events = engine
+            .events_of("order", &id, 0, 10_000, u64::MAX)
+            .expect("events");
+        assert!(events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.version == i as u64 + 1));
+        total += events.len();
+        assert!(engine
+            .verify("order", &id)
+            .expect("verify")
+            .expect("exists")
+            .ok());
+    }
+    assert_eq!(total, 400);
+    let page = engine.read_outbox(0, 1000).expect("outbox");
+    assert_eq!(page.events.len(), 400);
+    assert!(page
+        .events
+        .windows(2)
+        .all(|w| w[0].event_id < w[1].event_id));
+}
+
+#[test]
+fn names_and_limits_are_enforced_with_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let err = engine
+        .append(one("Order", "o", "created", json!({})))
+        .expect_err("bad type");
+    assert!(err.to_string().contains("snake_case"), "{err}");
+    let err = engine
+        .append(one("order", "o#1", "created", json!({})))
+        .expect_err("bad id");
+    assert!(err.to_string().contains("aggregate id"), "{err}");
+    let err = engine
+        .append(one("order", "o", "Created", json!({})))
+        .expect_err("bad event");
+    assert!(err.to_string().contains("event type"), "{err}");
+    let big = "x".repeat(300 * 1024);
+    let err = engine
+        .append(one("order", "o", "created", json!({"big": big})))
+        .expect_err("too big");
+    assert!(
+        matches!(
+            err,
+            EngineError::TooLarge {
+                what: "event payload",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut noted = one("order", "o", "created", json!({}));
+    noted.events[0].note = Some("n".repeat(129));
+    assert!(matches!(
+        engine.append(noted),
+        Err(EngineError::TooLarge { .. })
+    ));
+    let empty = AppendRequest {
+        events: vec![],
+        idempotency_key: None,
+        issued_by: issuer(),
+    };
+    assert!(engine.append(empty).is_err());
+    assert_eq!(engine.stats().expect("stats").events, 0);
+}
+
+#[test]
+fn foreign_and_legacy_layouts_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let legacy = dir.path().join("legacy");
+    std::fs::create_dir_all(legacy.join("tenants/acme")).expect("mkdir");
+    let err = Engine::open(EngineOptions::new(&legacy)).expect_err("legacy");
+    assert!(err.to_string().contains("multi-tenant"), "{err}");
+
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("notes.txt"), "hello").expect("write");
+    let err = Engine::open(EngineOptions::new(&foreign)).expect_err("foreign");
+    assert!(err.to_string().contains("not an EventDBX store"), "{err}");
+
+    let newer = dir.path().join("newer");
+    {
+        let engine = Engine::open(EngineOptions::new(&newer)).expect("open");
+        let db = engine.raw_db();
+        db.put_cf(
+            db.cf_handle("meta").expect("cf"),
+            b"format",
+            99u32.to_be_bytes(),
+        )
+        .expect("put");
+    }
+    let err = Engine::open(EngineOptions::new(&newer)).expect_err("newer");
+    assert!(err.to_string().contains("newer EventDBX"), "{err}");
+}
