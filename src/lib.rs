@@ -10,4 +10,6 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod merge_patch;
+pub mod schema;
 pub mod server;
+pub mod sql;

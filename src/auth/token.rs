@@ -290,6 +290,12 @@ impl TokenStore {
                 return;
             }
         }
+        self.reload_if_modified();
+    }
+
+    /// Re-reads the file now if its modification time changed (used when a token id is
+    /// unknown: a token issued a moment ago by another process must work at once).
+    fn reload_if_modified(&self) {
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
@@ -386,6 +392,9 @@ impl TokenStore {
     pub fn authenticate(&self, presented: &str) -> Result<Principal, TokenError> {
         self.refresh_if_changed();
         let (id, secret) = split_token(presented).ok_or(TokenError::AuthenticationFailed)?;
+        if !self.loaded.read().tokens.contains_key(id) {
+            self.reload_if_modified();
+        }
         let loaded = self.loaded.read();
         let record = loaded
             .tokens
@@ -405,6 +414,9 @@ impl TokenStore {
     /// The SCRAM verifier and principal for a token id used as a user name (active only).
     pub fn scram_login(&self, id: &str) -> Option<(ScramVerifier, Principal)> {
         self.refresh_if_changed();
+        if !self.loaded.read().tokens.contains_key(id) {
+            self.reload_if_modified();
+        }
         let loaded = self.loaded.read();
         let record = loaded.tokens.get(id)?;
         if !record.is_active(now_unix()) {

@@ -376,6 +376,15 @@ impl Committer {
                 });
             }
 
+            // Refuse oversized payloads before the schema spends time validating them.
+            let raw_size = json_size(&new_event.payload);
+            if raw_size > self.parts.max_payload_bytes {
+                return Err(EngineError::TooLarge {
+                    what: "event payload",
+                    size: raw_size,
+                    limit: self.parts.max_payload_bytes,
+                });
+            }
             let exists = |ty: &str, id: &str| self.exists(group, &local, ty, id);
             let checked = policy.check_event(&EventCheck {
                 aggregate_type: &key.0,
@@ -650,6 +659,23 @@ fn decode_idempotency(bytes: &[u8]) -> Result<([u8; 32], Vec<u64>), EngineError>
         })
         .collect();
     Ok((fingerprint, ids))
+}
+
+/// The length of an object's compact JSON text, without building the text.
+fn json_size(map: &Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, map);
+    counter.0
 }
 
 /// Compact JSON text of an object. Serializing a `Map` cannot fail.

@@ -1,0 +1,347 @@
+//! pgwire glue: the simple and extended query handlers, the query parser (statement
+//! planning and Describe), parameter decoding, and turning outcomes into responses.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{stream, Sink, SinkExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::PgWireBackendMessage;
+
+use super::errors::{auth_failure, error, error_with, is_auth_failure, user_error, Failure};
+use super::exec::{Executor, Outcome, OutcomeKind};
+use super::session::Session;
+use super::values::{decode_param, encode_row, Param};
+use crate::sql::{self, CommandTag, PgType, SessionStatement, SqlError, Statement};
+
+/// A parsed statement as stored for the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub statement: Arc<Statement>,
+    pub param_types: Arc<Vec<Type>>,
+}
+
+pub fn pg_type(ty: PgType) -> Type {
+    Type::from_oid(ty.oid()).unwrap_or(Type::UNKNOWN)
+}
+
+pub fn sql_error(err: &SqlError) -> Failure {
+    let mut info = error(err.sqlstate(), err.to_string());
+    info.hint = err.hint().map(str::to_owned);
+    info.position = err.position().map(|p| p.to_string());
+    info
+}
+
+fn field_format(format: Option<&Format>, index: usize) -> FieldFormat {
+    match format {
+        None | Some(Format::UnifiedText) => FieldFormat::Text,
+        Some(Format::UnifiedBinary) => FieldFormat::Binary,
+        Some(Format::Individual(codes)) => codes
+            .get(index)
+            .map(|c| FieldFormat::from(*c))
+            .unwrap_or(FieldFormat::Text),
+    }
+}
+
+fn fields(columns: &[sql::Column], format: Option<&Format>) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            FieldInfo::new(
+                c.name.clone(),
+                None,
+                None,
+                pg_type(c.ty),
+                field_format(format, i),
+            )
+        })
+        .collect()
+}
+
+/// Plans SQL for the extended protocol.
+#[derive(Debug, Default)]
+pub struct Parser;
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        text: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = sql::parse(text).map_err(|e| user_error(sql_error(&e)))?;
+        if statements.len() > 1 {
+            return Err(user_error(error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let statement = statements.pop().unwrap_or(Statement::Empty);
+        // PostgreSQL describes a parameter nothing gives a type to as text.
+        let param_types = statement
+            .param_types()
+            .into_iter()
+            .map(|t| {
+                if t == PgType::Unknown {
+                    Type::TEXT
+                } else {
+                    pg_type(t)
+                }
+            })
+            .collect();
+        Ok(Some(Prepared {
+            statement: Arc::new(statement),
+            param_types: Arc::new(param_types),
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.as_ref().clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(fields(&stmt.statement.result_columns(), format))
+    }
+}
+
+/// Handles queries for every connection.
+#[derive(Debug)]
+pub struct QueryHandler {
+    pub executor: Arc<Executor>,
+    pub parser: Arc<Parser>,
+}
+
+fn session_of<C: ClientInfo>(client: &C) -> Result<Arc<Session>, Failure> {
+    client.session_extensions().get::<Session>().ok_or_else(|| {
+        Box::new(ErrorInfo::new(
+            "FATAL".into(),
+            "28000".into(),
+            "not authenticated".into(),
+        ))
+    })
+}
+
+fn base_tag(statement: &Statement) -> String {
+    match statement.command_tag() {
+        CommandTag::Insert => "INSERT 0".into(),
+        CommandTag::Call => "CALL".into(),
+        CommandTag::Show => "SHOW".into(),
+        _ => "SELECT".into(),
+    }
+}
+
+impl QueryHandler {
+    async fn run(
+        &self,
+        session: &Session,
+        statement: &Statement,
+        params: &[Param],
+    ) -> Result<Outcome, Failure> {
+        if matches!(statement, Statement::Session(SessionStatement::Commit)) {
+            return self.executor.commit(session).await;
+        }
+        self.executor.execute(session, statement, params).await
+    }
+
+    fn respond(
+        statement: &Statement,
+        outcome: Outcome,
+        format: Option<&Format>,
+    ) -> Result<Response, Failure> {
+        Ok(match outcome.kind {
+            OutcomeKind::Empty => Response::EmptyQuery,
+            OutcomeKind::Command => {
+                Response::Execution(Tag::new(outcome.tag.as_deref().unwrap_or("")))
+            }
+            OutcomeKind::TransactionStart => {
+                Response::TransactionStart(Tag::new(outcome.tag.as_deref().unwrap_or("BEGIN")))
+            }
+            OutcomeKind::TransactionEnd => {
+                Response::TransactionEnd(Tag::new(outcome.tag.as_deref().unwrap_or("COMMIT")))
+            }
+            OutcomeKind::Rows => {
+                let schema = Arc::new(fields(&outcome.columns, format));
+                let types: Vec<Type> = schema.iter().map(|f| f.datatype().clone()).collect();
+                let formats: Vec<FieldFormat> = schema.iter().map(FieldInfo::format).collect();
+                let mut rows = Vec::with_capacity(outcome.rows.len());
+                for row in &outcome.rows {
+                    rows.push(Ok(encode_row(row, &types, &formats)?));
+                }
+                let mut response = QueryResponse::new(schema, stream::iter(rows));
+                response.set_command_tag(&base_tag(statement));
+                Response::Query(response)
+            }
+        })
+    }
+
+    async fn send_parameter_status<C>(client: &mut C, outcome: &Outcome) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        for (name, value) in &outcome.parameter_status {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name.clone(),
+                    value.clone(),
+                )))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn fatal_or_response(info: Failure) -> PgWireResult<Response> {
+    if info.severity == "FATAL" {
+        Err(user_error(info))
+    } else {
+        Ok(Response::Error(info))
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client).map_err(user_error)?;
+        let statements = match sql::parse(query) {
+            Ok(statements) => statements,
+            Err(e) => return Ok(vec![Response::Error(sql_error(&e))]),
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            match self.run(&session, statement, &[]).await {
+                Ok(outcome) => {
+                    Self::send_parameter_status(client, &outcome).await?;
+                    match Self::respond(statement, outcome, None) {
+                        Ok(response) => responses.push(response),
+                        Err(info) => {
+                            responses.push(fatal_or_response(info)?);
+                            break;
+                        }
+                    }
+                }
+                Err(info) => {
+                    // Like PostgreSQL: the rest of a multi-statement string is skipped.
+                    responses.push(fatal_or_response(info)?);
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client).map_err(user_error)?;
+        let prepared = &portal.statement.statement;
+        let declared = &portal.statement.parameter_types;
+        let expected = prepared.param_types.len();
+        if portal.parameters.len() != expected {
+            return Err(user_error(error(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but the statement requires {expected}",
+                    portal.parameters.len()
+                ),
+            )));
+        }
+        let mut params = Vec::with_capacity(portal.parameters.len());
+        for (index, bytes) in portal.parameters.iter().enumerate() {
+            let declared_type = declared
+                .get(index)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN)
+                .or_else(|| prepared.param_types.get(index).cloned());
+            let binary = field_format(Some(&portal.parameter_format), index) == FieldFormat::Binary;
+            params.push(
+                decode_param(bytes.as_deref(), declared_type.as_ref(), binary)
+                    .map_err(user_error)?,
+            );
+        }
+        let outcome = self
+            .run(&session, &prepared.statement, &params)
+            .await
+            .map_err(user_error)?;
+        Self::send_parameter_status(client, &outcome).await?;
+        Self::respond(
+            &prepared.statement,
+            outcome,
+            Some(&portal.result_column_format),
+        )
+        .map_err(user_error)
+    }
+}
+
+/// Makes every authentication failure look the same (one FATAL 28P01 message).
+#[derive(Debug)]
+pub struct ErrorNormalizer;
+
+impl ErrorHandler for ErrorNormalizer {
+    fn on_error<C>(&self, client: &C, err: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if is_auth_failure(err) {
+            let user = client
+                .metadata()
+                .get(pgwire::api::METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            *err = auth_failure(&user);
+        } else if let PgWireError::QueryCanceled = err {
+            *err = user_error(error_with(
+                "57014",
+                "canceling statement due to user request",
+                None,
+                None,
+            ));
+        }
+    }
+}

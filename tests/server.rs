@@ -1,0 +1,606 @@
+//! Black-box tests of the pgwire front end: a real server on 127.0.0.1:0 driven by
+//! tokio-postgres (extended protocol, typed binds, binary results) and its simple-query
+//! path, covering authentication, the SQL surface, transactions and every error class.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{sqlstate, TestServer};
+
+const SCHEMA: &str = r#"
+aggregate order {
+    snapshot_threshold = 3
+    field status { type = "text" rules = {"required": true} }
+    field amount { type = "integer" rules = {"range": {"min": 0}} }
+    field customer { type = "reference" rules = {"format": "reference", "reference": {"aggregate_type": "person", "integrity": "strong"}} }
+    event order_created { fields = ["status"] }
+    event order_paid { fields = ["status", "amount"] }
+    event order_assigned { fields = ["customer"] }
+}
+aggregate person {
+    field name { type = "text" }
+    event person_created { fields = ["name"] }
+}
+"#;
+
+const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, expected_version) \
+                      VALUES ($1, $2, $3, $4, $5) RETURNING event_id, version, merkle_root, created_at";
+
+#[tokio::test]
+async fn connects_with_a_token_and_answers_session_queries() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("select 1")
+        .get(0);
+    assert_eq!(one, 1);
+    let version: String = client
+        .query_one("SELECT version()", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert!(version.contains("EventDBX"), "{version}");
+    let rows = client
+        .simple_query("SET application_name = 'tests'; SHOW application_name")
+        .await
+        .expect("set/show");
+    let shown = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(shown.as_deref(), Some("tests"));
+    let num: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .expect("setting")
+        .get(0);
+    assert_eq!(num, "160006");
+    client
+        .batch_execute("BEGIN; COMMIT; DISCARD ALL; SET extra_float_digits = 3")
+        .await
+        .expect("session statements");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn authentication_failures_are_28p01_and_wrong_database_is_3d000() {
+    let server = TestServer::start().await;
+    let err = server
+        .connect_as("dbx_0000000000000000_00")
+        .await
+        .expect_err("bad token");
+    assert_eq!(sqlstate(&err), "28P01");
+    let mut wrong = server.admin_token.clone();
+    wrong.pop();
+    wrong.push('x');
+    let err = server.connect_as(&wrong).await.expect_err("wrong secret");
+    assert_eq!(sqlstate(&err), "28P01");
+    let url = format!(
+        "host=127.0.0.1 port={} user=a password={} dbname=other",
+        server.addr.port(),
+        server.admin_token
+    );
+    let err = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("other db must fail");
+    assert_eq!(sqlstate(&err), "3D000");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn scram_works_with_the_token_id_as_user_name() {
+    let server = TestServer::start().await;
+    let id = server
+        .admin_token
+        .trim_start_matches("dbx_")
+        .split('_')
+        .next()
+        .expect("id")
+        .to_owned();
+    let url = format!(
+        "host=127.0.0.1 port={} user={id} password={} dbname=default",
+        server.addr.port(),
+        server.admin_token
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("scram connect");
+    tokio::spawn(connection);
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("select")
+        .get(0);
+    assert_eq!(one, 1);
+    let bad = format!(
+        "host=127.0.0.1 port={} user={id} password=nope dbname=default",
+        server.addr.port()
+    );
+    let err = tokio_postgres::connect(&bad, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("bad scram must fail");
+    assert_eq!(sqlstate(&err), "28P01");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn append_read_page_and_verify_through_sql() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let insert = client.prepare(INSERT).await.expect("prepare");
+    assert_eq!(insert.params()[0], tokio_postgres::types::Type::TEXT);
+    assert_eq!(insert.params()[4], tokio_postgres::types::Type::INT8);
+    let first = client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"order-42",
+                &"order_created",
+                &json!({"status": "open"}),
+                &0i64,
+            ],
+        )
+        .await
+        .expect("create");
+    let version: i64 = first.get("version");
+    assert_eq!(version, 1);
+    let first_id: i64 = first.get("event_id");
+    for status in ["paid", "shipped", "delivered"] {
+        client
+            .query_one(
+                &insert,
+                &[
+                    &"order",
+                    &"order-42",
+                    &"order_paid",
+                    &json!({"status": status}),
+                    &None::<i64>,
+                ],
+            )
+            .await
+            .expect("apply");
+    }
+    let row = client
+        .query_one(
+            "SELECT version, state, state ->> 'status' AS status FROM aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
+            &[&"order", &"order-42"],
+        )
+        .await
+        .expect("state");
+    assert_eq!(row.get::<_, i64>("version"), 4);
+    assert_eq!(row.get::<_, Value>("state"), json!({"status": "delivered"}));
+    assert_eq!(row.get::<_, String>("status"), "delivered");
+    // The state as of a past version.
+    let past: Value = client
+        .query_one(
+            "SELECT state FROM aggregates WHERE aggregate_type = 'order' AND aggregate_id = 'order-42' AND version = 2",
+            &[],
+        )
+        .await
+        .expect("past")
+        .get(0);
+    assert_eq!(past, json!({"status": "paid"}));
+    let history = client
+        .query(
+            "SELECT version, event_type FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version",
+            &[&"order", &"order-42", &1i64],
+        )
+        .await
+        .expect("history");
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    let outbox = client
+        .query_one("SELECT * FROM read_outbox($1, $2)", &[&first_id, &2i64])
+        .await
+        .expect("outbox");
+    let events: Value = outbox.get("events_json");
+    let next: i64 = outbox.get("next_after_event_id");
+    assert_eq!(events.as_array().map(Vec::len), Some(2));
+    assert_eq!(events[1]["event_id"].as_i64(), Some(next));
+    assert_eq!(events[0]["version"], json!(2));
+    let paged = client
+        .query(
+            "SELECT event_id FROM outbox WHERE event_id > $1 ORDER BY event_id LIMIT $2",
+            &[&next, &10i64],
+        )
+        .await
+        .expect("outbox table");
+    assert_eq!(paged.len(), 1);
+    let count: i64 = client
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 4);
+    let verify = client
+        .query_one("CALL verify('order', 'order-42')", &[])
+        .await
+        .expect("verify");
+    assert!(verify.get::<_, bool>("ok"));
+    assert_eq!(
+        verify.get::<_, String>("recomputed_root"),
+        verify.get::<_, String>("stored_root")
+    );
+    let all = client
+        .query("CALL verify()", &[])
+        .await
+        .expect("verify all");
+    assert_eq!(all.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_class_has_its_sqlstate_and_the_connection_survives() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .query("CALL apply_schema($1)", &[&SCHEMA])
+        .await
+        .expect("apply schema");
+    let insert = client.prepare(INSERT).await.expect("prepare");
+    client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"o-1",
+                &"order_created",
+                &json!({"status": "open"}),
+                &0i64,
+            ],
+        )
+        .await
+        .expect("create");
+    // Conflict.
+    let err = client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"o-1",
+                &"order_created",
+                &json!({"status": "open"}),
+                &0i64,
+            ],
+        )
+        .await
+        .expect_err("conflict");
+    assert_eq!(sqlstate(&err), "40001");
+    // Schema violation: range, with field and rule in DETAIL.
+    let err = client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"o-1",
+                &"order_paid",
+                &json!({"status": "paid", "amount": -5}),
+                &None::<i64>,
+            ],
+        )
+        .await
+        .expect_err("range");
+    assert_eq!(sqlstate(&err), "23514");
+    let detail = err
+        .as_db_error()
+        .and_then(|e| e.detail())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        detail.contains("amount") && detail.contains("range"),
+        "{detail}"
+    );
+    // Missing strong reference.
+    let err = client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"o-1",
+                &"order_assigned",
+                &json!({"customer": "person#nobody"}),
+                &None::<i64>,
+            ],
+        )
+        .await
+        .expect_err("reference");
+    assert_eq!(sqlstate(&err), "23503");
+    // Too large.
+    let big = json!({"status": "x".repeat(300 * 1024)});
+    let err = client
+        .query_one(
+            &insert,
+            &[&"order", &"o-1", &"order_paid", &big, &None::<i64>],
+        )
+        .await
+        .expect_err("too large");
+    assert_eq!(sqlstate(&err), "54000");
+    // Invalid values.
+    let err = client
+        .query_one(&insert, &[&"Order", &"o-1", &"x", &json!({}), &None::<i64>])
+        .await
+        .expect_err("bad name");
+    assert_eq!(sqlstate(&err), "22023");
+    let err = client
+        .simple_query("SELECT * FROM events WHERE event_id = 'abc'")
+        .await
+        .expect_err("bad literal");
+    assert_eq!(sqlstate(&err), "22P02");
+    // Unsupported, immutable and syntax errors.
+    let err = client
+        .simple_query("DELETE FROM events")
+        .await
+        .expect_err("delete");
+    assert_eq!(sqlstate(&err), "0A000");
+    let err = client
+        .simple_query("UPDATE events SET note = 'x'")
+        .await
+        .expect_err("update");
+    assert_eq!(sqlstate(&err), "0A000");
+    let err = client.simple_query("SELEC 1").await.expect_err("syntax");
+    assert_eq!(sqlstate(&err), "42601");
+    let err = client
+        .simple_query("SELECT * FROM nowhere")
+        .await
+        .expect_err("unknown table");
+    assert_eq!(sqlstate(&err), "42P01");
+    // A schema that does not compile leaves the old one in force.
+    let err = client
+        .query_one("CALL apply_schema($1)", &[&"aggregate broken {"])
+        .await
+        .expect_err("bad schema");
+    assert_eq!(sqlstate(&err), "42P17");
+    // Still usable after all that.
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("still usable")
+        .get(0);
+    assert_eq!(one, 1);
+    let state: Value = client
+        .query_one(
+            "SELECT state FROM aggregates WHERE aggregate_type = 'order' AND aggregate_id = 'o-1'",
+            &[],
+        )
+        .await
+        .expect("state")
+        .get(0);
+    assert_eq!(state, json!({"status": "open"}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn schema_apply_takes_effect_for_the_next_write() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let insert = client.prepare(INSERT).await.expect("prepare");
+    // No schema yet: anything goes under --restrict default.
+    client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"free",
+                &"anything",
+                &json!({"x": 1}),
+                &None::<i64>,
+            ],
+        )
+        .await
+        .expect("unschematized write");
+    let applied = client
+        .query("CALL apply_schema($1)", &[&SCHEMA])
+        .await
+        .expect("apply");
+    assert_eq!(applied.len(), 2);
+    let err = client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"free",
+                &"anything",
+                &json!({"x": 1}),
+                &None::<i64>,
+            ],
+        )
+        .await
+        .expect_err("now enforced");
+    assert_eq!(sqlstate(&err), "23514");
+    let schemas = client
+        .query("SELECT aggregate_type, schema_version FROM schemas", &[])
+        .await
+        .expect("schemas");
+    assert_eq!(schemas.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn strict_mode_rejects_types_without_a_schema() {
+    let server = TestServer::start_with(eventdbx::server::RestrictMode::Strict).await;
+    let client = server.connect().await;
+    let insert = client.prepare(INSERT).await.expect("prepare");
+    let err = client
+        .query_one(
+            &insert,
+            &[
+                &"order",
+                &"o",
+                &"order_created",
+                &json!({"status": "open"}),
+                &None::<i64>,
+            ],
+        )
+        .await
+        .expect_err("strict");
+    assert_eq!(sqlstate(&err), "23514");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_authorized_per_action_and_revocation_is_immediate() {
+    let server = TestServer::start().await;
+    let admin = server.connect().await;
+    admin
+        .query_one(
+            INSERT,
+            &[&"order", &"o-1", &"created", &json!({}), &None::<i64>],
+        )
+        .await
+        .expect("seed");
+    let reader_token = server.issue(&["aggregate.read"], &["aggregate:order:*"]);
+    let reader = server
+        .connect_as(&reader_token)
+        .await
+        .expect("reader connects");
+    let rows = reader
+        .query(
+            "SELECT aggregate_id FROM aggregates WHERE aggregate_type = 'order'",
+            &[],
+        )
+        .await
+        .expect("read");
+    assert_eq!(rows.len(), 1);
+    let err = reader
+        .query_one(
+            INSERT,
+            &[&"order", &"o-2", &"created", &json!({}), &None::<i64>],
+        )
+        .await
+        .expect_err("no append");
+    assert_eq!(sqlstate(&err), "42501");
+    let err = reader
+        .query("SELECT * FROM read_outbox(0, 10)", &[])
+        .await
+        .expect_err("no outbox");
+    assert_eq!(sqlstate(&err), "42501");
+    server
+        .tokens()
+        .revoke(&reader_token, Some("test".into()))
+        .expect("revoke");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        reader.query("SELECT 1", &[]).await.is_err(),
+        "revoked session must stop"
+    );
+    let err = server.connect_as(&reader_token).await.expect_err("revoked");
+    assert_eq!(sqlstate(&err), "28P01");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn transactions_commit_atomically_and_roll_back() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let tx = client.transaction().await.expect("begin");
+    tx.execute(
+        INSERT,
+        &[&"order", &"t-1", &"created", &json!({"n": 1}), &None::<i64>],
+    )
+    .await
+    .expect("insert 1");
+    tx.execute(
+        INSERT,
+        &[&"order", &"t-2", &"created", &json!({"n": 2}), &None::<i64>],
+    )
+    .await
+    .expect("insert 2");
+    tx.rollback().await.expect("rollback");
+    let count: i64 = client
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 0);
+    let tx = client.transaction().await.expect("begin");
+    tx.execute(
+        INSERT,
+        &[&"order", &"t-1", &"created", &json!({"n": 1}), &None::<i64>],
+    )
+    .await
+    .expect("insert 1");
+    tx.execute(
+        INSERT,
+        &[&"order", &"t-1", &"changed", &json!({"n": 2}), &None::<i64>],
+    )
+    .await
+    .expect("insert 2");
+    tx.commit().await.expect("commit");
+    let version: i64 = client
+        .query_one("SELECT version FROM aggregates WHERE aggregate_type = 'order' AND aggregate_id = 't-1'", &[])
+        .await
+        .expect("state")
+        .get(0);
+    assert_eq!(version, 2);
+    // A conflict at COMMIT discards the whole block.
+    let tx = client.transaction().await.expect("begin");
+    tx.execute(
+        INSERT,
+        &[&"order", &"t-3", &"created", &json!({}), &None::<i64>],
+    )
+    .await
+    .expect("insert");
+    tx.execute(INSERT, &[&"order", &"t-1", &"changed", &json!({}), &7i64])
+        .await
+        .expect("buffered");
+    let err = tx.commit().await.expect_err("conflict at commit");
+    assert_eq!(sqlstate(&err), "40001");
+    let count: i64 = client
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_queries_and_an_error_in_the_middle() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let insert = client.prepare(INSERT).await.expect("prepare");
+    let empty = json!({});
+    let zero = 0i64;
+    let p1: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&"order", &"p-1", &"created", &empty, &zero];
+    let p2: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&"order", &"p-2", &"created", &empty, &zero];
+    let a = client.query_one(&insert, &p1);
+    let b = client.query_one(&insert, &p1);
+    let c = client.query_one(&insert, &p2);
+    let (a, b, c) = tokio::join!(a, b, c);
+    assert!(a.is_ok());
+    assert_eq!(sqlstate(&b.expect_err("second create conflicts")), "40001");
+    assert!(c.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn psql_style_catalog_queries_answer_rows() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let dt = "SELECT n.nspname as \"Schema\",\n  c.relname as \"Name\",\n  CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 't' THEN 'TOAST table' WHEN 'f' THEN 'foreign table' WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index' END as \"Type\",\n  pg_catalog.pg_get_userbyid(c.relowner) as \"Owner\"\nFROM pg_catalog.pg_class c\n     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace\n     LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam\nWHERE c.relkind IN ('r','p','')\n      AND n.nspname <> 'pg_catalog'\n      AND n.nspname !~ '^pg_toast'\n      AND n.nspname <> 'information_schema'\n  AND pg_catalog.pg_table_is_visible(c.oid)\nORDER BY 1,2;";
+    let rows = client.simple_query(dt).await.expect("\\dt");
+    let names: Vec<String> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        names.contains(&"events".to_string()) && names.contains(&"aggregates".to_string()),
+        "{names:?}"
+    );
+    server.stop().await;
+}
