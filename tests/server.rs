@@ -222,6 +222,17 @@ async fn append_read_page_and_verify_through_sql() {
         .expect("count")
         .get(0);
     assert_eq!(count, 4);
+    // Some columns of a table function, renamed.
+    let projected = client
+        .query_one(
+            "SELECT next_after_event_id AS next FROM read_outbox($1, $2)",
+            &[&first_id, &2i64],
+        )
+        .await
+        .expect("projected outbox");
+    assert_eq!(projected.columns().len(), 1);
+    assert_eq!(projected.columns()[0].name(), "next");
+    assert_eq!(projected.get::<_, i64>(0), next);
     let verify = client
         .query_one("CALL verify('order', 'order-42')", &[])
         .await

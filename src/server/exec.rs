@@ -122,6 +122,16 @@ fn bind(operand: &Operand, params: &[Param]) -> Result<Scalar, Failure> {
             Some(Param::Float(f)) => Scalar::Float(*f),
             Some(Param::Text(t)) => Scalar::Text(t.clone()),
         },
+        Operand::Concat(parts) => {
+            let mut text = String::new();
+            for part in parts {
+                match scalar_text(&bind(part, params)?) {
+                    Some(piece) => text.push_str(&piece),
+                    None => return Ok(Scalar::Null),
+                }
+            }
+            Scalar::Text(text)
+        }
     })
 }
 
@@ -399,6 +409,21 @@ impl Executor {
                     vec![row],
                     CommandTag::Select,
                 ))
+            }
+            Statement::Projected { inner, columns } => {
+                let mut outcome = Box::pin(self.execute_inner(session, inner, params)).await?;
+                outcome.rows = outcome
+                    .rows
+                    .into_iter()
+                    .map(|row| {
+                        columns
+                            .iter()
+                            .map(|(i, _)| row.get(*i).cloned().unwrap_or(Cell::Null))
+                            .collect()
+                    })
+                    .collect();
+                outcome.columns = statement.result_columns();
+                Ok(outcome)
             }
             Statement::Catalog(answer) => {
                 let computed;

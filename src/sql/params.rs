@@ -108,11 +108,18 @@ impl ParamTypes {
 
     /// Records an operand used where a value of type `ty` is expected.
     pub(crate) fn operand(&mut self, op: &Operand, ty: PgType) -> Result<(), SqlError> {
-        if let Operand::Param { index, cast } = op {
-            match cast {
+        match op {
+            Operand::Param { index, cast } => match cast {
                 Some(c) => self.cast(*index, *c),
                 None => self.context(*index, ty)?,
+            },
+            // Every part of a concatenation is text, whatever the result is used as.
+            Operand::Concat(parts) => {
+                for part in parts {
+                    self.operand(part, PgType::Text)?;
+                }
             }
+            _ => {}
         }
         Ok(())
     }
@@ -196,6 +203,7 @@ pub(crate) fn param_types(stmt: &Statement) -> Result<Vec<PgType>, SqlError> {
             }
         }
         Statement::ApplySchema { source, .. } => p.operand(source, PgType::Text)?,
+        Statement::Projected { inner, .. } => return param_types(inner),
         Statement::Scalars(items) => {
             for (_, e) in items {
                 match e {

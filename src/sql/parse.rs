@@ -462,6 +462,13 @@ fn convert_literal(op: Operand, target: PgType) -> Result<Operand, SqlError> {
     Ok(match (target.family(), op) {
         (_, Operand::Null) => Operand::Null,
         (_, p @ Operand::Param { .. }) => p,
+        (TypeFamily::String | TypeFamily::Json | TypeFamily::Unknown, c @ Operand::Concat(_)) => c,
+        (_, Operand::Concat(_)) => {
+            return Err(SqlError::mismatch(format!(
+                "a text concatenation cannot be used as {}",
+                target.format_type()
+            )))
+        }
         (TypeFamily::Number, Operand::Text(s)) => {
             let t = s.trim();
             let integer = matches!(
@@ -549,6 +556,7 @@ fn operand_type_name(op: &Operand) -> &'static str {
         Operand::Float(_) => "numeric",
         Operand::Text(_) => "text",
         Operand::Param { .. } => "parameter",
+        Operand::Concat(_) => "text",
     }
 }
 
@@ -589,9 +597,46 @@ pub(crate) fn raw_operand(expr: &Expr) -> Result<(Operand, Option<PgType>), SqlE
     Ok((op, ty))
 }
 
-/// A literal, `NULL`, `$n` or signed number (no casts).
+/// Most parts one `||` chain may have (the token-level operator-chain limit applies too).
+const MAX_CONCAT_PARTS: usize = 64;
+
+/// A literal, `NULL`, `$n`, signed number (no casts), or a `||` chain of those.
 fn base_operand(expr: &Expr) -> Result<(Operand, Option<PgType>), SqlError> {
     match expr {
+        Expr::BinaryOp {
+            op: ast::BinaryOperator::StringConcat,
+            ..
+        } => {
+            // Flatten left-deep chains with a loop, not recursion.
+            let mut parts = Vec::new();
+            let mut pending = vec![expr];
+            while let Some(next) = pending.pop() {
+                match next {
+                    Expr::BinaryOp {
+                        op: ast::BinaryOperator::StringConcat,
+                        left,
+                        right,
+                    } => {
+                        pending.push(right);
+                        pending.push(left);
+                    }
+                    Expr::Nested(inner) => pending.push(inner),
+                    other => {
+                        let (part, _) = raw_operand(other)?;
+                        if matches!(part, Operand::Concat(_)) {
+                            return Err(unsupported(format!("expression {}", show(expr))));
+                        }
+                        parts.push(part);
+                    }
+                }
+                if parts.len() > MAX_CONCAT_PARTS {
+                    return Err(SqlError::too_complex(format!(
+                        "more than {MAX_CONCAT_PARTS} parts in one || chain"
+                    )));
+                }
+            }
+            Ok((Operand::Concat(parts), Some(PgType::Text)))
+        }
         Expr::Value(v) => {
             let op = match &v.value {
                 ast::Value::Number(n, _) => number_operand(n, false)?,
@@ -652,6 +697,9 @@ fn operand(expr: &Expr, expected: PgType, usage: Use, what: &str) -> Result<Oper
     }
     if matches!(op, Operand::Param { .. } | Operand::Null) {
         return Ok(op);
+    }
+    if matches!(op, Operand::Concat(_)) {
+        return convert_literal(op, expected);
     }
     if let Some(c) = cast {
         // A cast literal keeps the cast's value (`'5'::int8` is Int(5)); only check families.
@@ -1364,6 +1412,14 @@ impl TableFunction {
         }
     }
 
+    fn name(self) -> &'static str {
+        match self {
+            TableFunction::ReadOutbox => "read_outbox",
+            TableFunction::Verify => "verify",
+            TableFunction::ApplySchema => "apply_schema",
+        }
+    }
+
     fn columns(self) -> Vec<&'static str> {
         match self {
             TableFunction::ReadOutbox => vec!["events_json", "next_after_event_id"],
@@ -1533,8 +1589,15 @@ fn plan_simple_query(q: &ast::Query) -> Result<Option<Statement>, SqlError> {
         return plan_table_query(q, select, &scope).map(|p| Some(Statement::Query(p)));
     }
     if let (Some(tf), Some(args)) = (TableFunction::from_parts(&parts), args) {
-        check_plain_function_select(q, select, tf, alias.as_ref())?;
-        return tf.plan(args, CallForm::Select).map(Some);
+        let projection = check_plain_function_select(q, select, tf, alias.as_ref())?;
+        let planned = tf.plan(args, CallForm::Select)?;
+        return Ok(Some(match projection {
+            None => planned,
+            Some(columns) => Statement::Projected {
+                inner: Box::new(planned),
+                columns,
+            },
+        }));
     }
     if references_catalog(q) {
         return Ok(None);
@@ -1671,16 +1734,17 @@ fn plan_table_query(
     })
 }
 
-/// `SELECT * FROM f(...)` (or the function's columns in order), nothing else.
+/// `SELECT * FROM f(...)`, or a list of the function's columns (any order, with aliases),
+/// nothing else. `None` means all columns in order; `Some` the chosen (index, name) pairs.
 fn check_plain_function_select(
     q: &ast::Query,
     select: &ast::Select,
     tf: TableFunction,
     alias: Option<&ast::TableAlias>,
-) -> Result<(), SqlError> {
+) -> Result<Option<Vec<(usize, String)>>, SqlError> {
     check_plain_select(q, select)?;
     let hint = format!(
-        "select * (or {}) from the function, without WHERE, ORDER BY or LIMIT",
+        "select * or some of ({}) from the function, without WHERE, ORDER BY or LIMIT",
         tf.columns().join(", ")
     );
     if select.selection.is_some()
@@ -1705,29 +1769,50 @@ fn check_plain_function_select(
             [ast::SelectItem::QualifiedWildcard(ast::SelectItemQualifiedWildcardKind::ObjectName(n), _)]
                 if qualifier.as_deref() == name_parts(n).last().map(String::as_str));
     if star {
-        return Ok(());
+        return Ok(None);
     }
-    let names: Vec<Option<String>> = select
-        .projection
-        .iter()
-        .map(|i| match i {
-            ast::SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(fold_ident(id)),
-            ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) if p.len() == 2 => {
-                let q0 = fold_ident(&p[0]);
-                (Some(q0) == qualifier).then(|| fold_ident(&p[1]))
+    let column_name = |e: &Expr| match e {
+        Expr::Identifier(id) => Some(fold_ident(id)),
+        Expr::CompoundIdentifier(p) if p.len() == 2 => {
+            let q0 = fold_ident(&p[0]);
+            (Some(q0) == qualifier).then(|| fold_ident(&p[1]))
+        }
+        _ => None,
+    };
+    let mut chosen = Vec::with_capacity(select.projection.len());
+    for item in &select.projection {
+        let (expr, output) = match item {
+            ast::SelectItem::UnnamedExpr(e) => (e, None),
+            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(fold_ident(alias))),
+            _ => {
+                return Err(SqlError::unsupported(
+                    "this select list on a table function".to_string(),
+                    hint,
+                ))
             }
-            _ => None,
-        })
-        .collect();
-    let wanted: Vec<Option<String>> = tf.columns().iter().map(|c| Some(c.to_string())).collect();
-    if names == wanted {
-        Ok(())
-    } else {
-        Err(SqlError::unsupported(
-            "this select list on a table function".to_string(),
-            hint,
-        ))
+        };
+        let name = column_name(expr).ok_or_else(|| {
+            SqlError::unsupported(
+                "this select list on a table function".to_string(),
+                hint.clone(),
+            )
+        })?;
+        let index = tf
+            .columns()
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| SqlError::UnknownColumn {
+                table: tf.name().to_string(),
+                column: name.clone(),
+            })?;
+        chosen.push((index, output.unwrap_or(name)));
     }
+    let all_in_order = chosen.len() == tf.columns().len()
+        && chosen
+            .iter()
+            .enumerate()
+            .all(|(i, (index, name))| *index == i && tf.columns()[i] == name.as_str());
+    Ok((!all_in_order).then_some(chosen))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -368,6 +368,9 @@ pub enum Operand {
         index: usize,
         cast: Option<PgType>,
     },
+    /// `a || b || ...`: text concatenation of literals and parameters (NULL if any part is),
+    /// as in `'order-' || $1`.
+    Concat(Vec<Operand>),
 }
 
 /// The virtual relations.
@@ -783,6 +786,12 @@ pub enum Statement {
     Scalars(Vec<(String, ScalarExpr)>),
     /// A client catalog query answered from the static catalog.
     Catalog(CatalogAnswer),
+    /// Some columns of a table function's result (`SELECT ok FROM verify(...)`): each
+    /// `(index into the inner result columns, output name)`.
+    Projected {
+        inner: Box<Statement>,
+        columns: Vec<(usize, String)>,
+    },
 }
 
 /// The command a statement completes with. [`CommandTag::text`] renders CommandComplete.
@@ -903,6 +912,13 @@ impl Statement {
                 .map(|(name, e)| Column::new(name.clone(), e.ty()))
                 .collect(),
             Statement::Catalog(answer) => answer.columns.clone(),
+            Statement::Projected { inner, columns } => {
+                let all = inner.result_columns();
+                columns
+                    .iter()
+                    .filter_map(|(i, name)| all.get(*i).map(|c| Column::new(name.clone(), c.ty)))
+                    .collect()
+            }
         }
     }
 
@@ -921,6 +937,7 @@ impl Statement {
                 CallForm::Select => CommandTag::Select,
             },
             Statement::Session(s) => s.command_tag(),
+            Statement::Projected { inner, .. } => inner.command_tag(),
         }
     }
 }

@@ -142,7 +142,7 @@ fn scalar(expr: &Expr) -> Result<ScalarExpr, SqlError> {
                 (Operand::Int(_), None) => PgType::Int8,
                 (Operand::Float(_), None) => PgType::Numeric,
                 (Operand::Bool(_), None) => PgType::Bool,
-                (Operand::Text(_) | Operand::Null, None) => PgType::Text,
+                (Operand::Text(_) | Operand::Null | Operand::Concat(_), None) => PgType::Text,
                 (Operand::Param { .. }, None) => PgType::Unknown,
             };
             Ok(ScalarExpr::Value { value, ty })

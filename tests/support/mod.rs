@@ -24,14 +24,41 @@ impl TestServer {
     }
 
     pub async fn start_with(restrict: RestrictMode) -> Self {
+        Self::start_configured(restrict, |_| {}).await
+    }
+
+    pub async fn start_limited(max_connections: usize) -> Self {
+        Self::start_configured(RestrictMode::Default, |c| {
+            c.max_connections = max_connections
+        })
+        .await
+    }
+
+    pub async fn start_configured(
+        restrict: RestrictMode,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let ws_dir = dir.path().join(".dbx");
-        let config = Config::new_default();
+        let mut config = Config::new_default();
+        adjust(&mut config);
         config
             .save(&ws_dir.join("config.toml"))
             .expect("save config");
         let workspace = Workspace::open(&ws_dir).expect("open workspace");
         TokenStore::create_key(&workspace.token_key_path()).expect("token key");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("self-signed certificate");
+        eventdbx::config::write_private_file(
+            &workspace.tls_cert_path(),
+            cert.cert.pem().as_bytes(),
+        )
+        .expect("cert");
+        eventdbx::config::write_private_file(
+            &workspace.tls_key_path(),
+            cert.signing_key.serialize_pem().as_bytes(),
+        )
+        .expect("key");
         let admin_token = tokens(&workspace)
             .issue(TokenSpec {
                 group: "admin".into(),
