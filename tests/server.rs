@@ -615,3 +615,56 @@ async fn psql_style_catalog_queries_answer_rows() {
     );
     server.stop().await;
 }
+
+// Regression: stopping the server used to close connections while their appends were being
+// committed, so a client could see "connection closed" for an append that was in fact
+// stored. Shutdown now lets running statements answer first: acknowledged == stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_answers_every_append_it_commits() {
+    let server = TestServer::start().await;
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(server.connect().await);
+    }
+    let writers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            tokio::spawn(async move {
+                let mut acked = 0u64;
+                // Write until the server goes away, so the stop always lands mid-stream.
+                for n in 0..1_000_000usize {
+                    let id = format!("g-{}", (i + n) % 4);
+                    match client
+                        .query_one(
+                            INSERT,
+                            &[&"order", &id, &"changed", &json!({"n": n}), &None::<i64>],
+                        )
+                        .await
+                    {
+                        Ok(_) => acked += 1,
+                        Err(_) => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let data_dir = server.workspace.data_dir();
+    let workspace_dir = server.dir.path().to_owned();
+    let stop = tokio::spawn(server.stop_keep_dir());
+    let mut acked = 0;
+    for writer in writers {
+        acked += writer.await.expect("writer");
+    }
+    let _dir = stop.await.expect("stop");
+    let engine = eventdbx::engine::Engine::open(eventdbx::engine::EngineOptions::new(&data_dir))
+        .expect("reopen");
+    let stored = engine.stats().expect("stats").events;
+    assert!(acked > 0, "some appends were acknowledged before the stop");
+    assert_eq!(
+        stored, acked,
+        "every stored append was acknowledged and vice versa ({workspace_dir:?})"
+    );
+}

@@ -19,15 +19,6 @@ fn open_store(ws: &Workspace) -> Result<TokenStore> {
     )?)
 }
 
-/// A running daemon re-reads the registry at most every 250 ms. Waiting a little longer
-/// after a change means it is in force (a new token accepted, a revoked one refused) by the
-/// time the command returns.
-fn settle(ws: &Workspace) {
-    if crate::daemon::running_pid(ws).is_some() {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-}
-
 fn expires_json(expires_at: Option<i64>) -> Value {
     expires_at
         .map(|t| Value::String(unix_to_rfc3339(t)))
@@ -83,7 +74,6 @@ pub fn generate(
         ttl_seconds,
         label: None,
     })?;
-    settle(&ws);
     if json_out {
         println!("{}", issued_json(&issued));
         return Ok(());
@@ -159,7 +149,6 @@ pub fn revoke(token_or_id: &str, reason: Option<String>, json_out: bool) -> Resu
     let ws = discover()?;
     let store = open_store(&ws)?;
     let record = store.revoke(token_or_id, reason)?;
-    settle(&ws);
     if json_out {
         println!("{}", record_json(&record, now_unix()));
         return Ok(());
@@ -201,7 +190,6 @@ pub fn refresh(token_flag: Option<&str>, ttl: Option<&str>, json_out: bool) -> R
         }
         _ => None,
     };
-    settle(&ws);
     if json_out {
         println!("{}", issued_json(&issued));
         return Ok(());
@@ -231,7 +219,6 @@ pub fn bootstrap(stdout: bool, persist: bool, ttl: &str, json_out: bool) -> Resu
         write_private_file(&path, format!("{}\n", issued.token).as_bytes())
             .map_err(|e| io_error(format!("cannot write {}", path.display()), e))?;
     }
-    settle(&ws);
     if json_out {
         let mut out = issued_json(&issued);
         if let Some(map) = out.as_object_mut() {

@@ -23,8 +23,6 @@ use crate::config::write_private_file;
 pub const TOKEN_PREFIX: &str = "dbx_";
 const ID_HEX_LEN: usize = 16;
 const SECRET_HEX_LEN: usize = 64;
-/// How often the server re-reads the registry when another process may have changed it.
-const RELOAD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Token lifetime ceiling for `--ttl` (100 years): anything longer is a typo.
 const MAX_TTL_SECONDS: u64 = 100 * 365 * 86_400;
 
@@ -131,8 +129,27 @@ struct RegistryFile {
 #[derive(Debug)]
 struct Loaded {
     tokens: BTreeMap<String, TokenRecord>,
+    /// The registry file's identity when it was read.
+    version: Option<FileVersion>,
+}
+
+/// Identifies one written version of the registry. Every write is a rename of a fresh file,
+/// so the inode changes even when two writes share a coarse modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    inode: u64,
+    size: u64,
     modified: Option<SystemTime>,
-    checked: std::time::Instant,
+}
+
+fn file_version(path: &Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileVersion {
+        inode: meta.ino(),
+        size: meta.size(),
+        modified: meta.modified().ok(),
+    })
 }
 
 /// The token registry of one workspace.
@@ -242,8 +259,7 @@ impl TokenStore {
             scram_iterations,
             loaded: RwLock::new(Loaded {
                 tokens: BTreeMap::new(),
-                modified: None,
-                checked: std::time::Instant::now(),
+                version: None,
             }),
         };
         store.reload()?;
@@ -262,9 +278,7 @@ impl TokenStore {
             path: self.path.display().to_string(),
             message,
         };
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let version = file_version(&self.path);
         let tokens = match std::fs::read(&self.path) {
             Ok(bytes) => {
                 serde_json::from_slice::<RegistryFile>(&bytes)
@@ -274,40 +288,19 @@ impl TokenStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(registry_err(e.to_string())),
         };
-        *self.loaded.write() = Loaded {
-            tokens,
-            modified,
-            checked: std::time::Instant::now(),
-        };
+        *self.loaded.write() = Loaded { tokens, version };
         Ok(())
     }
 
-    /// Re-reads the file if another process changed it (checked at most every 250 ms).
+    /// Re-reads the file if another process changed it. One `stat` per call, so a token
+    /// issued or revoked by `dbx token ...` is in force for the very next login or statement.
     fn refresh_if_changed(&self) {
-        {
-            let loaded = self.loaded.read();
-            if loaded.checked.elapsed() < RELOAD_CHECK_INTERVAL {
-                return;
-            }
+        let current = file_version(&self.path);
+        if self.loaded.read().version == current {
+            return;
         }
-        self.reload_if_modified();
-    }
-
-    /// Re-reads the file now if its modification time changed (used when a token id is
-    /// unknown: a token issued a moment ago by another process must work at once).
-    fn reload_if_modified(&self) {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        let changed = {
-            let mut loaded = self.loaded.write();
-            loaded.checked = std::time::Instant::now();
-            loaded.modified != modified
-        };
-        if changed {
-            if let Err(err) = self.reload() {
-                tracing::warn!(error = %err, "token registry changed but could not be re-read; keeping the previous one");
-            }
+        if let Err(err) = self.reload() {
+            tracing::warn!(error = %err, "token registry changed but could not be re-read; keeping the previous one");
         }
     }
 
@@ -321,10 +314,7 @@ impl TokenStore {
             path: self.path.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut loaded = self.loaded.write();
-        loaded.modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        self.loaded.write().version = file_version(&self.path);
         Ok(())
     }
 
@@ -380,6 +370,8 @@ impl TokenStore {
             scram: scram_verifier(&token, &salt, self.scram_iterations),
             label: spec.label,
         };
+        // Start from the file as it is now: another process may have written since.
+        self.refresh_if_changed();
         let mut tokens = self.loaded.read().tokens.clone();
         tokens.insert(id, record.clone());
         self.persist(&tokens)?;
@@ -392,9 +384,6 @@ impl TokenStore {
     pub fn authenticate(&self, presented: &str) -> Result<Principal, TokenError> {
         self.refresh_if_changed();
         let (id, secret) = split_token(presented).ok_or(TokenError::AuthenticationFailed)?;
-        if !self.loaded.read().tokens.contains_key(id) {
-            self.reload_if_modified();
-        }
         let loaded = self.loaded.read();
         let record = loaded
             .tokens
@@ -414,9 +403,6 @@ impl TokenStore {
     /// The SCRAM verifier and principal for a token id used as a user name (active only).
     pub fn scram_login(&self, id: &str) -> Option<(ScramVerifier, Principal)> {
         self.refresh_if_changed();
-        if !self.loaded.read().tokens.contains_key(id) {
-            self.reload_if_modified();
-        }
         let loaded = self.loaded.read();
         let record = loaded.tokens.get(id)?;
         if !record.is_active(now_unix()) {
@@ -579,7 +565,6 @@ mod tests {
         .expect("open");
         assert!(second.authenticate(&issued.token).is_ok());
         first.revoke(&issued.token, None).expect("revoke");
-        std::thread::sleep(RELOAD_CHECK_INTERVAL + std::time::Duration::from_millis(50));
         assert!(second.authenticate(&issued.token).is_err());
     }
 

@@ -3,6 +3,7 @@
 //! projections, transactions and session statements. Produces rows of [`Cell`]s; the
 //! protocol glue in `handlers` turns them into pgwire responses.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,6 +91,19 @@ pub struct Executor {
     pub schemas: Arc<SchemaService>,
     pub restrict: RestrictMode,
     pub started: Instant,
+    /// Statements running now (graceful shutdown waits for them to answer).
+    pub inflight: AtomicUsize,
+    /// Set at shutdown: new statements are refused, running ones finish.
+    pub draining: AtomicBool,
+}
+
+/// Counts a statement as in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A bound scalar value.
@@ -228,6 +242,21 @@ impl Executor {
         }
     }
 
+    /// Admits a statement unless the server is draining; the guard keeps it counted.
+    fn admit(&self) -> Result<InFlight<'_>, Failure> {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(&self.inflight);
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "57P01".into(),
+                "terminating connection due to administrator command: the server is shutting down"
+                    .into(),
+            )));
+        }
+        Ok(guard)
+    }
+
     /// Runs one statement for a session.
     pub async fn execute(
         &self,
@@ -235,6 +264,7 @@ impl Executor {
         statement: &Statement,
         params: &[Param],
     ) -> Result<Outcome, Failure> {
+        let _inflight = self.admit()?;
         if !self.tokens.is_active(&session.principal.token_id) {
             return Err(Box::new(ErrorInfo::new(
                 "FATAL".into(),
@@ -623,6 +653,7 @@ impl Executor {
 
     /// COMMIT: the buffered inserts become one atomic, durable append.
     pub async fn commit(&self, session: &Session) -> Result<Outcome, Failure> {
+        let _inflight = self.admit()?;
         let transaction = session.state.lock().transaction.take();
         let mut outcome = Outcome::command("COMMIT".into());
         outcome.kind = OutcomeKind::TransactionEnd;

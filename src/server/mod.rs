@@ -31,6 +31,11 @@ use crate::engine::Engine;
 pub use crate::schema::RestrictMode;
 pub use exec::{server_version, MAX_SCAN_ROWS};
 
+/// How long a stopping server waits for running statements to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long it then lets connection tasks write the last answers.
+const RESPONSE_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Server failures at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -174,6 +179,8 @@ impl Server {
             schemas,
             restrict: options.restrict,
             started: Instant::now(),
+            inflight: std::sync::atomic::AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let handlers = Arc::new(Handlers {
             startup: Arc::new(startup::TokenStartupHandler::new(
@@ -250,6 +257,21 @@ impl Server {
                 }
             }
         }
+        // Graceful: refuse new statements, let running ones (appends included) answer their
+        // clients, then close every connection.
+        let executor = &self.handlers.query.executor;
+        executor
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while executor.inflight.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The last answers are written by the connection tasks right after the statements
+        // return; give them a moment before closing the sockets.
+        tokio::time::sleep(RESPONSE_FLUSH_GRACE).await;
         connections.abort_all();
         while connections.join_next().await.is_some() {}
         let engine = self.engine.clone();

@@ -138,6 +138,22 @@ impl TestServer {
         self.connect_as(&self.admin_token).await.expect("connect")
     }
 
+    /// Stops the server and hands back the temp dir so the caller can inspect the store.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        self.shutdown().await;
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
