@@ -206,7 +206,8 @@ async fn append_read_page_and_verify_through_sql() {
     let events: Value = outbox.get("events_json");
     let next: i64 = outbox.get("next_after_event_id");
     assert_eq!(events.as_array().map(Vec::len), Some(2));
-    assert_eq!(events[1]["event_id"].as_i64(), Some(next));
+    // Ids are decimal strings in events_json (exact beyond 2^53).
+    assert_eq!(events[1]["event_id"], json!(next.to_string()));
     assert_eq!(events[0]["version"], json!(2));
     let paged = client
         .query(
@@ -667,4 +668,68 @@ async fn graceful_stop_answers_every_append_it_commits() {
         stored, acked,
         "every stored append was acknowledged and vice versa ({workspace_dir:?})"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_interrupts_a_running_statement() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let cancel = client.cancel_token();
+    let started = std::time::Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        cancel
+            .cancel_query(tokio_postgres::NoTls)
+            .await
+            .expect("cancel request");
+    });
+    let err = client
+        .simple_query("SELECT pg_sleep(30)")
+        .await
+        .expect_err("canceled");
+    assert_eq!(sqlstate(&err), "57014");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "canceled promptly"
+    );
+    canceller.await.expect("canceller");
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("usable after cancel")
+        .get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_token_stops_working() {
+    let server = TestServer::start().await;
+    let token = server
+        .tokens()
+        .issue(eventdbx::auth::TokenSpec {
+            group: "ops".into(),
+            user: "brief".into(),
+            actions: vec!["aggregate.read".into()],
+            resources: vec![],
+            ttl_seconds: Some(1),
+            label: None,
+        })
+        .expect("issue")
+        .token;
+    let client = server.connect_as(&token).await.expect("valid for now");
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("select")
+        .get(0);
+    assert_eq!(one, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(
+        client.query_one("SELECT 1", &[]).await.is_err(),
+        "expired session must stop"
+    );
+    let err = server.connect_as(&token).await.err().map(|e| sqlstate(&e));
+    assert_eq!(err.as_deref(), Some("28P01"));
+    server.stop().await;
 }

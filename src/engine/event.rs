@@ -56,7 +56,9 @@ impl Event {
     /// The event as a JSON object, the shape the outbox and the CLI print.
     pub fn to_json(&self) -> Result<Value, EngineError> {
         let mut object = Map::new();
-        object.insert("event_id".into(), Value::from(self.event_id));
+        // A string: snowflake ids exceed 2^53, which JSON parsers built on doubles
+        // (JavaScript's among them) cannot hold exactly.
+        object.insert("event_id".into(), Value::from(self.event_id.to_string()));
         object.insert(
             "aggregate_type".into(),
             Value::from(self.aggregate_type.clone()),

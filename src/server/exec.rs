@@ -31,6 +31,9 @@ pub const MAX_SCAN_ROWS: usize = 1_000_000;
 pub const MAX_SORT_ROWS: usize = 100_000;
 /// Events buffered in one transaction block before COMMIT.
 pub const MAX_TRANSACTION_EVENTS: usize = crate::engine::options::MAX_EVENTS_PER_APPEND;
+/// Longest `pg_sleep`: long enough for any test or demonstration, short of holding a
+/// connection slot for good.
+pub const MAX_SLEEP_SECONDS: f64 = 300.0;
 /// Default page of `read_outbox` when `take` is NULL or omitted.
 pub const DEFAULT_OUTBOX_TAKE: usize = 100;
 
@@ -432,7 +435,7 @@ impl Executor {
             Statement::Scalars(items) => {
                 let mut row = Vec::with_capacity(items.len());
                 for (_, expr) in items {
-                    row.push(self.scalar(session, expr, params)?);
+                    row.push(self.scalar(session, expr, params).await?);
                 }
                 Ok(Outcome::rows(
                     statement.result_columns(),
@@ -521,7 +524,10 @@ impl Executor {
             "lc_collate" | "lc_ctype" => "C.UTF-8".into(),
             "bytea_output" => "hex".into(),
             "client_min_messages" => "notice".into(),
-            "session_authorization" => session.principal.user.clone(),
+            "session_authorization" => session.login_user.clone(),
+            "eventdbx.token_id" => session.principal.token_id.clone(),
+            "eventdbx.token_user" => session.principal.user.clone(),
+            "eventdbx.token_group" => session.principal.group.clone(),
             "eventdbx.event_count" => stats()?.events.to_string(),
             "eventdbx.aggregate_count" => stats()?.aggregates.to_string(),
             "eventdbx.last_event_id" => stats()?.last_event_id.to_string(),
@@ -679,7 +685,7 @@ impl Executor {
         Ok(outcome)
     }
 
-    fn scalar(
+    async fn scalar(
         &self,
         session: &Session,
         expr: &ScalarExpr,
@@ -722,11 +728,33 @@ impl Executor {
             }
             ScalarExpr::CurrentSchema => Cell::Text("public".into()),
             ScalarExpr::SessionUser | ScalarExpr::CurrentUser => {
-                Cell::Text(session.principal.user.clone())
+                Cell::Text(session.login_user.clone())
             }
             ScalarExpr::CurrentDatabase => Cell::Text(super::startup::DATABASE.into()),
-            ScalarExpr::PgBackendPid => Cell::Int(i64::from(std::process::id())),
+            ScalarExpr::PgBackendPid => Cell::Int(i64::from(session.backend_pid)),
             ScalarExpr::Now => Cell::Timestamp(crate::engine::snowflake::unix_micros_now()),
+            ScalarExpr::Sleep { seconds } => {
+                let seconds = match bind(seconds, params)? {
+                    Scalar::Int(i) => i as f64,
+                    Scalar::Float(f) => f,
+                    Scalar::Text(t) => t.trim().parse::<f64>().map_err(|_| {
+                        error(
+                            "22P02",
+                            format!("invalid input syntax for type double precision: \"{t}\""),
+                        )
+                    })?,
+                    _ => 0.0,
+                };
+                if !(0.0..=MAX_SLEEP_SECONDS).contains(&seconds) {
+                    return Err(error(
+                        "22023",
+                        format!("pg_sleep takes 0 to {MAX_SLEEP_SECONDS} seconds"),
+                    ));
+                }
+                // An await point: a cancel request or a stop interrupts it.
+                tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+                Cell::Null
+            }
         })
     }
 

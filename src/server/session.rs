@@ -29,13 +29,19 @@ pub struct SessionState {
 #[derive(Debug)]
 pub struct Session {
     pub principal: Principal,
+    /// The user name the client logged in with (`session_user`); any name works.
+    pub login_user: String,
+    /// The process id reported in BackendKeyData (`pg_backend_pid()`).
+    pub backend_pid: i32,
     pub state: Mutex<SessionState>,
 }
 
 impl Session {
-    pub fn new(principal: Principal) -> Self {
+    pub fn new(principal: Principal, login_user: String, backend_pid: i32) -> Self {
         Self {
             principal,
+            login_user,
+            backend_pid,
             state: Mutex::new(SessionState::default()),
         }
     }

@@ -268,10 +268,20 @@ impl StartupHandler for TokenStartupHandler {
             let Some(principal) = identity else {
                 return Err(auth_failed(""));
             };
-            client.session_extensions().insert(Session::new(principal));
+            // Complete first: it assigns the pid reported in BackendKeyData. No query can
+            // arrive before this handler returns, so the session is in place in time.
             self.driver
                 .complete_authentication(client, final_message)
                 .await?;
+            let login_user = client
+                .metadata()
+                .get(METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            let (pid, _) = client.pid_and_secret_key();
+            client
+                .session_extensions()
+                .insert(Session::new(principal, login_user, pid));
         }
         Ok(())
     }

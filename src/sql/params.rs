@@ -209,6 +209,7 @@ pub(crate) fn param_types(stmt: &Statement) -> Result<Vec<PgType>, SqlError> {
                 match e {
                     ScalarExpr::Value { value, ty } => p.operand(value, *ty)?,
                     ScalarExpr::CurrentSetting { name, .. } => p.operand(name, PgType::Text)?,
+                    ScalarExpr::Sleep { seconds } => p.operand(seconds, PgType::Float8)?,
                     _ => {}
                 }
             }

@@ -742,6 +742,10 @@ pub enum ScalarExpr {
     PgBackendPid,
     /// `now()`, `current_timestamp`, `transaction_timestamp()`.
     Now,
+    /// `pg_sleep(seconds)`: waits (cancellable), returns NULL (type void, sent as text).
+    Sleep {
+        seconds: Operand,
+    },
 }
 
 impl ScalarExpr {
@@ -755,6 +759,7 @@ impl ScalarExpr {
             | ScalarExpr::CurrentDatabase => PgType::Name,
             ScalarExpr::PgBackendPid => PgType::Int4,
             ScalarExpr::Now => PgType::Timestamptz,
+            ScalarExpr::Sleep { .. } => PgType::Text,
         }
     }
 }

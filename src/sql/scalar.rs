@@ -102,6 +102,19 @@ fn scalar(expr: &Expr) -> Result<ScalarExpr, SqlError> {
                 .ok_or_else(|| unsupported(format!("function {}", f.name)))?;
             let args = args_of(f).ok_or_else(|| unsupported(format!("the arguments of {name}")))?;
             let parenthesized = !matches!(f.args, ast::FunctionArguments::None);
+            if name == "pg_sleep" {
+                let [seconds] = args.as_slice() else {
+                    return Err(unsupported("pg_sleep with these arguments".into()));
+                };
+                let (seconds, _) = super::parse::raw_operand(seconds)?;
+                if !matches!(
+                    seconds,
+                    Operand::Int(_) | Operand::Float(_) | Operand::Param { .. }
+                ) {
+                    return Err(SqlError::mismatch("pg_sleep takes a number of seconds"));
+                }
+                return Ok(ScalarExpr::Sleep { seconds });
+            }
             if name == "current_setting" {
                 let (setting, missing_ok) = match args.as_slice() {
                     [n] => (*n, false),
