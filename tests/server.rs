@@ -217,11 +217,7 @@ async fn append_read_page_and_verify_through_sql() {
         .await
         .expect("outbox table");
     assert_eq!(paged.len(), 1);
-    let count: i64 = client
-        .query_one("SELECT COUNT(*) FROM events", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count = support::count_events(&client).await;
     assert_eq!(count, 4);
     // Some columns of a table function, renamed.
     let projected = client
@@ -528,11 +524,7 @@ async fn transactions_commit_atomically_and_roll_back() {
     .await
     .expect("insert 2");
     tx.rollback().await.expect("rollback");
-    let count: i64 = client
-        .query_one("SELECT COUNT(*) FROM events", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count = support::count_events(&client).await;
     assert_eq!(count, 0);
     let tx = client.transaction().await.expect("begin");
     tx.execute(
@@ -567,11 +559,7 @@ async fn transactions_commit_atomically_and_roll_back() {
         .expect("buffered");
     let err = tx.commit().await.expect_err("conflict at commit");
     assert_eq!(sqlstate(&err), "40001");
-    let count: i64 = client
-        .query_one("SELECT COUNT(*) FROM events", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count = support::count_events(&client).await;
     assert_eq!(count, 2);
     server.stop().await;
 }

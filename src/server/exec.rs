@@ -74,6 +74,21 @@ impl Outcome {
         }
     }
 
+    /// An INSERT: rows only with RETURNING; the tag counts the events either way.
+    fn insert(columns: Vec<Column>, rows: Vec<Vec<Cell>>, events: u64) -> Self {
+        Self {
+            kind: if columns.is_empty() {
+                OutcomeKind::Command
+            } else {
+                OutcomeKind::Rows
+            },
+            columns,
+            rows,
+            tag: CommandTag::Insert.text(events),
+            parameter_status: Vec::new(),
+        }
+    }
+
     fn rows(columns: Vec<Column>, rows: Vec<Vec<Cell>>, tag: CommandTag) -> Self {
         let count = rows.len() as u64;
         Self {
@@ -871,19 +886,9 @@ impl Executor {
                     .iter()
                     .map(|e| self.project_pending(e, &insert.returning))
                     .collect::<Result<Vec<_>, _>>()?;
+                let count = events.len() as u64;
                 transaction.events.extend(events);
-                let count = rows.len() as u64;
-                return Ok(Outcome {
-                    kind: if columns.is_empty() {
-                        OutcomeKind::Command
-                    } else {
-                        OutcomeKind::Rows
-                    },
-                    columns,
-                    rows,
-                    tag: CommandTag::Insert.text(count),
-                    parameter_status: Vec::new(),
-                });
+                return Ok(Outcome::insert(columns, rows, count));
             }
         }
         let count = events.len() as u64;
@@ -902,17 +907,7 @@ impl Executor {
                 rows.push(self.project(&Row::Event(event), &insert.returning, &[])?);
             }
         }
-        Ok(Outcome {
-            kind: if columns.is_empty() {
-                OutcomeKind::Command
-            } else {
-                OutcomeKind::Rows
-            },
-            columns,
-            rows,
-            tag: CommandTag::Insert.text(count),
-            parameter_status: Vec::new(),
-        })
+        Ok(Outcome::insert(columns, rows, count))
     }
 
     fn project_pending(

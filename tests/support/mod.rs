@@ -175,3 +175,12 @@ pub fn sqlstate(err: &tokio_postgres::Error) -> String {
         .map(|c| c.code().to_owned())
         .unwrap_or_else(|| format!("no code: {err}"))
 }
+
+/// How many events the store holds, as a client sees it.
+pub async fn count_events(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await
+        .expect("count events")
+        .get(0)
+}
