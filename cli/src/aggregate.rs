@@ -216,14 +216,14 @@ pub fn write(
         e
     })?;
     if options.json {
-        println!("{}", Value::Object(row));
+        outln!("{}", Value::Object(row));
         return Ok(());
     }
     let verb = match kind {
         WriteKind::Create => "created",
         WriteKind::Apply => "applied to",
     };
-    println!(
+    outln!(
         "{verb} {aggregate_type}#{aggregate_id}: {} at version {} (event id {})",
         cell(row.get("event_type")),
         cell(row.get("version")),
@@ -298,10 +298,10 @@ pub fn get(
                 Value::Array(events.into_iter().map(Value::Object).collect()),
             );
         }
-        println!("{}", Value::Object(out));
+        outln!("{}", Value::Object(out));
         return Ok(());
     }
-    print!(
+    out!(
         "{}",
         fields(&[
             ("aggregate", format!("{aggregate_type}#{aggregate_id}")),
@@ -311,10 +311,10 @@ pub fn get(
             ("updated", cell(aggregate.get("updated_at"))),
         ])
     );
-    println!("state:");
-    println!("{}", pretty(aggregate.get("state").unwrap_or(&Value::Null)));
+    outln!("state:");
+    outln!("{}", pretty(aggregate.get("state").unwrap_or(&Value::Null)));
     if let Some(events) = events {
-        println!("events:");
+        outln!("events:");
         let rows: Vec<Vec<String>> = events
             .iter()
             .map(|e| {
@@ -328,7 +328,7 @@ pub fn get(
                 ]
             })
             .collect();
-        print!(
+        out!(
             "{}",
             table(
                 &["VERSION", "EVENT ID", "EVENT", "CREATED", "NOTE", "PAYLOAD"],
@@ -405,13 +405,13 @@ pub fn list(
     };
     if json_out {
         let items: Vec<Value> = rows.into_iter().map(Value::Object).collect();
-        println!("{}", json!({ "items": items, "next_cursor": next_cursor }));
+        outln!("{}", json!({ "items": items, "next_cursor": next_cursor }));
         return Ok(());
     }
     if rows.is_empty() {
         match aggregate_type {
-            Some(ty) => println!("no {ty} aggregates"),
-            None => println!("no aggregates"),
+            Some(ty) => outln!("no {ty} aggregates"),
+            None => outln!("no aggregates"),
         }
         return Ok(());
     }
@@ -427,7 +427,7 @@ pub fn list(
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &["TYPE", "ID", "VERSION", "UPDATED", "MERKLE ROOT"],
@@ -435,7 +435,7 @@ pub fn list(
         )
     );
     if let Some(c) = next_cursor {
-        println!("next cursor: {c}");
+        outln!("next cursor: {c}");
     }
     Ok(())
 }
@@ -465,15 +465,15 @@ pub fn verify(
         _ => false,
     };
     if json_out {
-        println!("{}", Value::Object(row));
+        outln!("{}", Value::Object(row));
     } else if ok {
-        println!(
+        outln!(
             "{aggregate_type}#{aggregate_id} verified: version {}, merkle root {}",
             cell(row.get("version")),
             cell(row.get("stored_root"))
         );
     } else {
-        println!(
+        outln!(
             "{aggregate_type}#{aggregate_id} FAILED verification at version {}: stored root {}, recomputed {}",
             cell(row.get("version")),
             cell(row.get("stored_root")),
@@ -564,11 +564,11 @@ pub fn events(
     };
     if json_out {
         let items: Vec<Value> = rows.into_iter().map(Value::Object).collect();
-        println!("{}", json!({ "items": items, "next_cursor": next_cursor }));
+        outln!("{}", json!({ "items": items, "next_cursor": next_cursor }));
         return Ok(());
     }
     if rows.is_empty() {
-        println!("no events");
+        outln!("no events");
         return Ok(());
     }
     let table_rows: Vec<Vec<String>> = rows
@@ -588,7 +588,7 @@ pub fn events(
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -603,7 +603,7 @@ pub fn events(
         )
     );
     if let Some(c) = next_cursor {
-        println!("next cursor: {c}");
+        outln!("next cursor: {c}");
     }
     Ok(())
 }

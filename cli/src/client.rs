@@ -160,7 +160,8 @@ fn row_to_map(row: &tokio_postgres::Row) -> Result<Map<String, Value>> {
     Ok(map)
 }
 
-/// Any column value as JSON: numbers, booleans, JSON as itself, timestamps as RFC 3339 UTC,
+/// Any column value as JSON: numbers (integers beyond 2^53 as decimal strings), booleans, JSON
+/// as itself, timestamps as RFC 3339 UTC,
 /// everything else as text.
 #[derive(Debug)]
 struct Cell(Value);
@@ -172,7 +173,14 @@ impl<'a> FromSql<'a> for Cell {
         let value = if *ty == Type::BOOL {
             Value::Bool(bool::from_sql(ty, raw)?)
         } else if *ty == Type::INT8 {
-            Value::from(i64::from_sql(ty, raw)?)
+            // Beyond 2^53 (event ids always are) a JSON number loses precision in parsers
+            // built on doubles: emit a decimal string, as events_json does.
+            let v = i64::from_sql(ty, raw)?;
+            if v.unsigned_abs() > 1u64 << 53 {
+                Value::from(v.to_string())
+            } else {
+                Value::from(v)
+            }
         } else if *ty == Type::INT4 {
             Value::from(i32::from_sql(ty, raw)?)
         } else if *ty == Type::INT2 {

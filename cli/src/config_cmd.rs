@@ -38,8 +38,8 @@ impl ConfigUpdate {
 pub fn run(update: ConfigUpdate) -> Result<()> {
     let ws = discover()?;
     if update.is_empty() {
-        println!("# {}", ws.config_path().display());
-        print!("{}", ws.config.to_redacted_toml());
+        outln!("# {}", ws.config_path().display());
+        out!("{}", ws.config.to_redacted_toml());
         return Ok(());
     }
     let mut config = ws.config.clone();
@@ -94,16 +94,16 @@ pub fn run(update: ConfigUpdate) -> Result<()> {
         .validate()
         .map_err(|e| CliError::usage(format!("{e}; nothing was changed")))?;
     if changes.is_empty() {
-        println!("no change: the config already has these values");
+        outln!("no change: the config already has these values");
         return Ok(());
     }
     config.save(&ws.config_path())?;
-    println!("updated {}", ws.config_path().display());
+    outln!("updated {}", ws.config_path().display());
     for change in &changes {
-        println!("  {change}");
+        outln!("  {change}");
     }
     if crate::daemon::running_pid(&ws).is_some() {
-        println!("the daemon is running: apply the change with `dbx serve restart`");
+        outln!("the daemon is running: apply the change with `dbx serve restart`");
     }
     Ok(())
 }

@@ -234,7 +234,7 @@ async fn serve(ws: Workspace, restrict: RestrictMode) -> Result<()> {
         .map_err(|e| io_error(format!("cannot write {}", pid_path(&ws).display()), e))?;
     eventdbx::config::write_private_file(&status_path(&ws), &status_json)
         .map_err(|e| io_error(format!("cannot write {}", status_path(&ws).display()), e))?;
-    println!(
+    outln!(
         "EventDBX listening on {addr} (restrict: {})",
         restrict.as_str()
     );
@@ -250,7 +250,7 @@ async fn serve(ws: Workspace, restrict: RestrictMode) -> Result<()> {
     remove_runtime_files(&ws, pid);
     match result {
         Ok(()) => {
-            println!("EventDBX stopped");
+            outln!("EventDBX stopped");
             Ok(())
         }
         Err(e) => Err(CliError::general(format!(
@@ -348,12 +348,12 @@ fn start_background(options: &StartOptions, restrict: RestrictMode) -> Result<()
                 if TcpStream::connect_timeout(&connectable(addr), Duration::from_millis(200))
                     .is_ok()
                 {
-                    println!(
+                    outln!(
                         "EventDBX started in the background (pid {pid}), listening on {} (restrict: {})",
                         status.addr, status.restrict
                     );
-                    println!("log: {}", log.display());
-                    println!("stop it with `dbx serve stop`");
+                    outln!("log: {}", log.display());
+                    outln!("stop it with `dbx serve stop`");
                     return Ok(());
                 }
             }
@@ -443,12 +443,12 @@ pub fn stop_daemon(ws: &Workspace) -> Result<Stopped> {
 pub fn stop() -> Result<()> {
     let ws = discover()?;
     match stop_daemon(&ws)? {
-        Stopped::NotRunning => println!(
+        Stopped::NotRunning => outln!(
             "EventDBX is not running (workspace {}); nothing to stop",
             ws.dir.display()
         ),
         Stopped::Stopped { pid, took } => {
-            println!("EventDBX stopped (pid {pid}, {:.1} s)", took.as_secs_f64())
+            outln!("EventDBX stopped (pid {pid}, {:.1} s)", took.as_secs_f64())
         }
     }
     Ok(())
@@ -465,8 +465,8 @@ pub fn restart(options: &StartOptions) -> Result<()> {
     }
     parse_restrict(options.restrict.as_deref())?;
     match stop_daemon(&ws)? {
-        Stopped::NotRunning => println!("EventDBX was not running; starting it"),
-        Stopped::Stopped { pid, .. } => println!("EventDBX stopped (pid {pid})"),
+        Stopped::NotRunning => outln!("EventDBX was not running; starting it"),
+        Stopped::Stopped { pid, .. } => outln!("EventDBX stopped (pid {pid})"),
     }
     let _ = std::io::stdout().flush();
     start(&options)
@@ -477,12 +477,12 @@ pub fn status(token_flag: Option<&str>, json: bool) -> Result<i32> {
     let ws = discover()?;
     let Some(status) = running_status(&ws) else {
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"running": false, "workspace": ws.dir.display().to_string()})
             );
         } else {
-            println!(
+            outln!(
                 "EventDBX is not running (workspace {}); start it with `dbx serve start`",
                 ws.dir.display()
             );
@@ -518,7 +518,7 @@ pub fn status(token_flag: Option<&str>, json: bool) -> Result<i32> {
             map.insert("event_count".into(), number(events));
             map.insert("aggregate_count".into(), number(aggregates));
         }
-        println!("{out}");
+        outln!("{out}");
         return Ok(0);
     }
     let mut pairs = vec![
@@ -540,8 +540,8 @@ pub fn status(token_flag: Option<&str>, json: bool) -> Result<i32> {
         }
         Err(e) => pairs.push(("counts", format!("unavailable: {}", e.message))),
     }
-    println!("EventDBX is running");
-    print!("{}", fields(&pairs));
+    outln!("EventDBX is running");
+    out!("{}", fields(&pairs));
     Ok(0)
 }
 
@@ -577,13 +577,13 @@ pub fn destroy(yes: bool) -> Result<()> {
         }
     }
     if let Stopped::Stopped { pid, .. } = stop_daemon(&ws)? {
-        println!("EventDBX stopped (pid {pid})");
+        outln!("EventDBX stopped (pid {pid})");
     }
     std::fs::remove_dir_all(&ws.dir)
         .map_err(|e| io_error(format!("cannot remove {}", ws.dir.display()), e))?;
-    println!("removed the workspace {}", ws.dir.display());
+    outln!("removed the workspace {}", ws.dir.display());
     if data_outside {
-        println!(
+        outln!(
             "the data directory {} is outside the workspace and was left in place; delete it yourself if you no longer need it",
             data_dir.display()
         );

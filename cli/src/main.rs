@@ -3,12 +3,14 @@
 //! PostgreSQL wire protocol for everything that reads or writes data. It never opens the
 //! store behind the daemon's back.
 
+#[macro_use]
+mod output;
+
 mod aggregate;
 mod client;
 mod config_cmd;
 mod daemon;
 mod error;
-mod output;
 mod schema_cmd;
 mod token_cmd;
 mod workspace;
@@ -425,6 +427,16 @@ struct EventsArgs {
 }
 
 fn main() {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        eprintln!("error: internal error in dbx ({message}); please report it");
+    }));
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
@@ -586,7 +598,7 @@ fn init(ttl: &str) -> Result<()> {
     let cwd = workspace::current_dir()?;
     match workspace::init(&cwd, ttl, &workspace::InitSeed::default())? {
         workspace::InitOutcome::AlreadyExists(dir) => {
-            println!(
+            outln!(
                 "an EventDBX workspace already exists at {}; nothing was changed",
                 dir.display()
             );
@@ -596,17 +608,17 @@ fn init(ttl: &str) -> Result<()> {
             token,
             record_expiry,
         } => {
-            println!("Initialized an EventDBX workspace in {}", dir.display());
-            println!(
+            outln!("Initialized an EventDBX workspace in {}", dir.display());
+            outln!(
                 "CLI bootstrap token ({}):",
                 workspace::expiry_phrase(record_expiry)
             );
-            println!("{token}");
-            println!(
+            outln!("{token}");
+            outln!(
                 "It is stored in {} (mode 0600) and dbx commands use it automatically.",
                 dir.join(eventdbx::config::CLI_TOKEN_FILE).display()
             );
-            println!("Next: start the daemon with `dbx serve start`.");
+            outln!("Next: start the daemon with `dbx serve start`.");
         }
     }
     Ok(())

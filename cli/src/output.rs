@@ -1,6 +1,38 @@
-//! Human output helpers: aligned tables, times, durations.
+//! Human output helpers: aligned tables, times, durations, and stdout writing that ends
+//! quietly when the reader goes away (`dbx ... | head`).
 
 use serde_json::Value;
+
+/// Writes formatted text to stdout. A closed pipe ends the program quietly with success,
+/// as a Unix filter does; any other write error ends it with one line on stderr.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {err}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` that survives a closed pipe (see [`write_stdout`]).
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that survives a closed pipe (see [`write_stdout`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
 
 /// Renders rows under headers as columns separated by two spaces (no trailing spaces).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

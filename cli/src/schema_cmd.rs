@@ -94,7 +94,7 @@ pub fn validate(file: Option<&Path>) -> Result<i32> {
         1 => ", 1 warning".into(),
         n => format!(", {n} warnings"),
     };
-    println!(
+    outln!(
         "{} is valid: {} aggregate{} ({}){warnings}",
         display_name(&path),
         names.len(),
@@ -130,9 +130,9 @@ pub fn show(file: Option<&Path>, aggregate: Option<&str>, json_out: bool) -> Res
         },
     };
     if json_out {
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("{}", crate::output::pretty(&value));
+        outln!("{}", crate::output::pretty(&value));
     }
     Ok(0)
 }
@@ -151,13 +151,13 @@ pub fn apply(token: Option<&str>, file: Option<&Path>, json_out: bool) -> Result
     })?;
     if json_out {
         let items: Vec<Value> = rows.into_iter().map(Value::Object).collect();
-        println!(
+        outln!(
             "{}",
             json!({ "file": path.display().to_string(), "applied": items })
         );
         return Ok(0);
     }
-    println!(
+    outln!(
         "applied {} ({} aggregate type{})",
         path.display(),
         rows.len(),
@@ -173,7 +173,7 @@ pub fn apply(token: Option<&str>, file: Option<&Path>, json_out: bool) -> Result
         })
         .collect();
     if !table_rows.is_empty() {
-        print!("{}", table(&["AGGREGATE", "SCHEMA VERSION"], &table_rows));
+        out!("{}", table(&["AGGREGATE", "SCHEMA VERSION"], &table_rows));
     }
     Ok(0)
 }

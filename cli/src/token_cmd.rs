@@ -75,12 +75,12 @@ pub fn generate(
         label: None,
     })?;
     if json_out {
-        println!("{}", issued_json(&issued));
+        outln!("{}", issued_json(&issued));
         return Ok(());
     }
     let r = &issued.record;
-    println!("{}", issued.token);
-    println!(
+    outln!("{}", issued.token);
+    outln!(
         "token {} for {}/{}: actions {}, resources {}; {}",
         r.id,
         r.group,
@@ -89,7 +89,7 @@ pub fn generate(
         r.resources.join(","),
         expiry_phrase(r.expires_at)
     );
-    println!("Store it now: the secret is not kept and cannot be shown again.");
+    outln!("Store it now: the secret is not kept and cannot be shown again.");
     Ok(())
 }
 
@@ -101,11 +101,11 @@ pub fn list(json_out: bool) -> Result<()> {
     let records = store.list();
     if json_out {
         let items: Vec<Value> = records.iter().map(|r| record_json(r, now)).collect();
-        println!("{}", json!({ "items": items }));
+        outln!("{}", json!({ "items": items }));
         return Ok(());
     }
     if records.is_empty() {
-        println!("no tokens; issue one with `dbx token bootstrap` or `dbx token generate`");
+        outln!("no tokens; issue one with `dbx token bootstrap` or `dbx token generate`");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = records
@@ -125,7 +125,7 @@ pub fn list(json_out: bool) -> Result<()> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -150,10 +150,10 @@ pub fn revoke(token_or_id: &str, reason: Option<String>, json_out: bool) -> Resu
     let store = open_store(&ws)?;
     let record = store.revoke(token_or_id, reason)?;
     if json_out {
-        println!("{}", record_json(&record, now_unix()));
+        outln!("{}", record_json(&record, now_unix()));
         return Ok(());
     }
-    println!(
+    outln!(
         "revoked token {} ({}/{}); it stops working immediately, for open sessions at their next statement",
         record.id, record.group, record.user
     );
@@ -191,17 +191,17 @@ pub fn refresh(token_flag: Option<&str>, ttl: Option<&str>, json_out: bool) -> R
         _ => None,
     };
     if json_out {
-        println!("{}", issued_json(&issued));
+        outln!("{}", issued_json(&issued));
         return Ok(());
     }
-    println!("{}", issued.token);
-    println!(
+    outln!("{}", issued.token);
+    outln!(
         "token {} replaces the old token (now revoked); {}",
         issued.record.id,
         expiry_phrase(issued.record.expires_at)
     );
     if let Some(path) = persisted {
-        println!("stored in {}", path.display());
+        outln!("stored in {}", path.display());
     }
     Ok(())
 }
@@ -231,11 +231,11 @@ pub fn bootstrap(stdout: bool, persist: bool, ttl: &str, json_out: bool) -> Resu
                 },
             );
         }
-        println!("{out}");
+        outln!("{out}");
         return Ok(());
     }
     if stdout {
-        println!("{}", issued.token);
+        outln!("{}", issued.token);
     }
     if persist {
         // With --stdout, stdout holds the token alone (for `$(dbx token bootstrap --stdout)`).
@@ -248,7 +248,7 @@ pub fn bootstrap(stdout: bool, persist: bool, ttl: &str, json_out: bool) -> Resu
         if stdout {
             eprintln!("{line}");
         } else {
-            println!("{line}; dbx commands use it automatically (pass --stdout to print it)");
+            outln!("{line}; dbx commands use it automatically (pass --stdout to print it)");
         }
     } else {
         eprintln!(

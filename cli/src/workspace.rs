@@ -53,11 +53,11 @@ pub fn discover_or_auto_init(cwd: &Path) -> Result<Workspace> {
                 dir, record_expiry, ..
             } = &created
             {
-                println!(
+                outln!(
                     "{AUTO_INIT_ENV} is set and no workspace was found: initialized {}",
                     dir.display()
                 );
-                println!(
+                outln!(
                     "A CLI bootstrap token ({}) is stored in {}; read it with `cat {}` or mint another with `dbx token bootstrap --stdout`.",
                     expiry_phrase(*record_expiry),
                     dir.join(CLI_TOKEN_FILE).display(),

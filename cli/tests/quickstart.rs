@@ -141,7 +141,10 @@ fn quick_start_verbatim() {
     assert_eq!(created["version"], 1);
     assert_eq!(created["event_type"], "order_created");
     assert!(
-        created["event_id"].as_i64().is_some_and(|id| id > 0),
+        created["event_id"]
+            .as_str()
+            .and_then(|id| id.parse::<i64>().ok())
+            .is_some_and(|id| id > 0),
         "{created}"
     );
     assert!(
@@ -537,7 +540,10 @@ fn listing_and_events_page_with_cursors() {
     // Events.
     let all = p.run(&["events", "--json"]).ok().json();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(8));
-    let first = all["items"][0]["event_id"].as_i64().expect("id");
+    let first: i64 = all["items"][0]["event_id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("event ids are decimal strings in --json");
     let after = p
         .run(&["events", "--after-event-id", &first.to_string(), "--json"])
         .ok()

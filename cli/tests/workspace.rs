@@ -838,3 +838,38 @@ fn schema_errors_point_at_file_line_and_column() {
         assert!(out.stdout.is_empty());
     }
 }
+
+// Regression: `dbx schema show | head -1` panicked with "failed printing to stdout: Broken
+// pipe" and a backtrace. A closed pipe now ends the command quietly with success.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut source = String::new();
+    for i in 0..400 {
+        source.push_str(&format!(
+            "aggregate agg_{i} {{\n  field status {{ type = \"text\" }}\n  event created {{ fields = [\"status\"] }}\n}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("schema.dbx"), source).expect("schema");
+    let mut child = common::command(dir.path())
+        .args(["schema", "show"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit status {status:?}, stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
