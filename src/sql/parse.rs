@@ -867,60 +867,10 @@ fn text_array_path(expr: &Expr) -> Result<Vec<Operand>, SqlError> {
             "write the #> path as a text array literal such as '{a,0,b}'",
         ));
     };
-    let inner = text
-        .trim()
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .ok_or_else(|| SqlError::invalid(format!("malformed array literal: \"{text}\"")))?;
-    let mut out = Vec::new();
-    if inner.trim().is_empty() {
-        return Ok(out);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut elem = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('\\') => elem.extend(chars.next()),
-                    Some('"') => break,
-                    Some(c) => elem.push(c),
-                    None => {
-                        return Err(SqlError::invalid(format!(
-                            "malformed array literal: \"{text}\""
-                        )))
-                    }
-                }
-            }
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                elem.push(c);
-                chars.next();
-            }
-            elem = elem.trim().to_string();
-        }
-        out.push(Operand::Text(elem));
-        match chars.next() {
-            Some(',') => continue,
-            None => break,
-            Some(_) => {
-                return Err(SqlError::invalid(format!(
-                    "malformed array literal: \"{text}\""
-                )))
-            }
-        }
-    }
-    Ok(out)
+    Ok(super::catalog::parse_text_array(&text)?
+        .into_iter()
+        .map(|element| element.map(Operand::Text).unwrap_or(Operand::Null))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------

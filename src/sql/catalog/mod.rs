@@ -182,3 +182,15 @@ pub(crate) fn answer(q: &ast::Query) -> Result<Statement, SqlError> {
         awaiting_query: true,
     }))
 }
+
+/// Parses a PostgreSQL text-array literal (`{a,"b c",NULL}`): each element as text, `None`
+/// for an unquoted NULL. Shared by the catalog evaluator and the planner's `#>` paths.
+pub(crate) fn parse_text_array(text: &str) -> Result<Vec<Option<String>>, SqlError> {
+    Ok(eval::parse_array_literal(text)?
+        .into_iter()
+        .map(|v| match v {
+            eval::Val::Text(s) => Some(s),
+            _ => None,
+        })
+        .collect())
+}
