@@ -25,6 +25,8 @@ pub const MAX_CACHE_THRESHOLD_MIB: u64 = 65_536;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Most connections accepted: each costs a task and buffers.
 pub const MAX_MAX_CONNECTIONS: usize = 10_000;
+/// Longest idle-session timeout accepted (a week); longer is as good as never.
+pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 7 * 86_400;
 /// SCRAM iterations for token verifiers (PostgreSQL's default).
 pub const DEFAULT_SCRAM_ITERATIONS: u32 = 4096;
 
@@ -109,6 +111,10 @@ pub struct Config {
     /// Cap on concurrent client connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Close a session that sits idle (no statement running) this many seconds; 0 = never,
+    /// as PostgreSQL's `idle_session_timeout` defaults to.
+    #[serde(default)]
+    pub idle_timeout_seconds: u64,
     pub auth: AuthConfig,
 }
 
@@ -142,6 +148,7 @@ impl Config {
             snapshot_threshold: default_snapshot_threshold(),
             max_payload_bytes: default_max_payload(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout_seconds: 0,
             auth: AuthConfig {
                 token_key_file: PathBuf::from("keys/token.key"),
                 tls_cert_file: PathBuf::from("keys/server.crt"),
@@ -179,6 +186,12 @@ impl Config {
             return invalid(format!(
                 "max_connections {} is out of range 1..={MAX_MAX_CONNECTIONS}",
                 self.max_connections
+            ));
+        }
+        if self.idle_timeout_seconds > MAX_IDLE_TIMEOUT_SECONDS {
+            return invalid(format!(
+                "idle_timeout_seconds {} is out of range 0..={MAX_IDLE_TIMEOUT_SECONDS} (0 = never)",
+                self.idle_timeout_seconds
             ));
         }
         if self.auth.scram_iterations < 4096 || self.auth.scram_iterations > 1_000_000 {

@@ -823,3 +823,36 @@ aggregate audit_trail {
     assert!(verify.get::<_, bool>("ok"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_close_after_the_idle_timeout_but_running_statements_do_not() {
+    let server = TestServer::start_configured(eventdbx::server::RestrictMode::Default, |c| {
+        c.idle_timeout_seconds = 1
+    })
+    .await;
+    let busy = server.connect().await;
+    // A statement longer than the timeout is not idle time.
+    busy.simple_query("SELECT pg_sleep(1.6)")
+        .await
+        .expect("long statement survives");
+    let idle = server.connect().await;
+    let one: i32 = idle
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("select")
+        .get(0);
+    assert_eq!(one, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        idle.query_one("SELECT 1", &[]).await.is_err(),
+        "idle session was closed"
+    );
+    let fresh = server.connect().await;
+    let one: i32 = fresh
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("new sessions still work")
+        .get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}

@@ -283,6 +283,7 @@ impl Executor {
         params: &[Param],
     ) -> Result<Outcome, Failure> {
         let _inflight = self.admit()?;
+        let _busy = session.activity.busy();
         if !self.tokens.is_active(&session.principal.token_id) {
             return Err(Box::new(ErrorInfo::new(
                 "FATAL".into(),

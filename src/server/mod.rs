@@ -99,6 +99,7 @@ pub struct Server {
     handlers: Arc<Handlers>,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     max_connections: usize,
+    idle_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Server {
@@ -203,6 +204,8 @@ impl Server {
             handlers,
             tls,
             max_connections: config.max_connections,
+            idle_timeout: (config.idle_timeout_seconds > 0)
+                .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
         })
     }
 
@@ -243,10 +246,22 @@ impl Server {
                         Ok(permit) => {
                             let handlers = self.handlers.clone();
                             let tls = self.tls.clone();
+                            let activity = session::Activity::new();
+                            let registry = self.handlers.startup.activity.clone();
+                            registry.lock().insert(peer, activity.clone());
+                            let idle_timeout = self.idle_timeout;
                             connections.spawn(async move {
-                                if let Err(err) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                                tokio::select! {
+                                    ended = pgwire::tokio::process_socket(socket, tls, handlers) => {
+                                        if let Err(err) = ended {
+                                            tracing::debug!(%peer, error = %err, "connection ended with an error");
+                                        }
+                                    }
+                                    () = idle_watchdog(activity, idle_timeout) => {
+                                        tracing::info!(%peer, "closing a connection idle past idle_timeout_seconds");
+                                    }
                                 }
+                                registry.lock().remove(&peer);
                                 drop(permit);
                             });
                         }
@@ -279,6 +294,21 @@ impl Server {
             .await
             .map_err(|e| ServerError::Startup(format!("shutdown task failed: {e}")))?;
         Ok(())
+    }
+}
+
+/// Resolves once the connection has been idle (no statement running) for `timeout`;
+/// never without one. Before authentication pgwire's start-up timeout applies.
+async fn idle_watchdog(activity: Arc<session::Activity>, timeout: Option<std::time::Duration>) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    let tick = timeout.min(std::time::Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if activity.idle_for() >= timeout {
+            return;
+        }
     }
 }
 

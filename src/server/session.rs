@@ -2,6 +2,9 @@
 //! Stored in pgwire's per-connection extensions; the handlers themselves are shared.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -25,6 +28,58 @@ pub struct SessionState {
     pub transaction: Option<Transaction>,
 }
 
+/// When a connection last did something, for the idle-session timeout. Shared between the
+/// connection's session and the watchdog that the accept loop runs beside it.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    /// Milliseconds since `epoch` at the last statement boundary.
+    last_ms: AtomicU64,
+    busy: AtomicBool,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Marks a statement running until the guard drops.
+    pub fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.busy.store(true, Ordering::SeqCst);
+        BusyGuard(self.clone())
+    }
+
+    /// How long the connection has been idle (zero while a statement runs).
+    pub fn idle_for(&self) -> std::time::Duration {
+        if self.busy.load(Ordering::SeqCst) {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::SeqCst)),
+        )
+    }
+}
+
+/// Ends a statement's busy period.
+#[derive(Debug)]
+pub struct BusyGuard(Arc<Activity>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.last_ms.store(self.0.now_ms(), Ordering::SeqCst);
+        self.0.busy.store(false, Ordering::SeqCst);
+    }
+}
+
 /// One authenticated connection.
 #[derive(Debug)]
 pub struct Session {
@@ -33,15 +88,23 @@ pub struct Session {
     pub login_user: String,
     /// The process id reported in BackendKeyData (`pg_backend_pid()`).
     pub backend_pid: i32,
+    /// This connection's activity clock (see [`Activity`]).
+    pub activity: Arc<Activity>,
     pub state: Mutex<SessionState>,
 }
 
 impl Session {
-    pub fn new(principal: Principal, login_user: String, backend_pid: i32) -> Self {
+    pub fn new(
+        principal: Principal,
+        login_user: String,
+        backend_pid: i32,
+        activity: Arc<Activity>,
+    ) -> Self {
         Self {
             principal,
             login_user,
             backend_pid,
+            activity,
             state: Mutex::new(SessionState::default()),
         }
     }

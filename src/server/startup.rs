@@ -146,9 +146,15 @@ impl AuthMechanism<Principal> for CleartextTokenMechanism {
     }
 }
 
+/// Live connections' activity clocks, by peer address (unique per TCP connection).
+pub type ActivityRegistry =
+    parking_lot::Mutex<HashMap<std::net::SocketAddr, Arc<super::session::Activity>>>;
+
 /// The start-up handler shared by every connection.
 pub struct TokenStartupHandler {
     tokens: Arc<TokenStore>,
+    /// Activity clocks of live connections by peer address, filled by the accept loop.
+    pub activity: Arc<ActivityRegistry>,
     driver: AuthDriver<Arc<Parameters>, Principal>,
     scram: ScramAuth<Principal>,
     noise: bool,
@@ -175,6 +181,7 @@ impl TokenStartupHandler {
         scram.set_iterations(scram_iterations as usize);
         Self {
             tokens,
+            activity: Arc::new(parking_lot::Mutex::new(HashMap::new())),
             driver: AuthDriver::new(parameters).with_connection_manager(manager),
             scram,
             noise,
@@ -279,9 +286,15 @@ impl StartupHandler for TokenStartupHandler {
                 .cloned()
                 .unwrap_or_default();
             let (pid, _) = client.pid_and_secret_key();
+            let activity = self
+                .activity
+                .lock()
+                .get(&client.socket_addr())
+                .cloned()
+                .unwrap_or_else(super::session::Activity::new);
             client
                 .session_extensions()
-                .insert(Session::new(principal, login_user, pid));
+                .insert(Session::new(principal, login_user, pid, activity));
         }
         Ok(())
     }
