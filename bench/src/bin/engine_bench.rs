@@ -2,7 +2,8 @@
 //! the disk's fdatasync rate as the floor, and current-state read latency at 10 and
 //! 100,000 versions. Prints medians of several runs as a Markdown table.
 //!
-//! `cargo run -p eventdbx-bench --bin engine_bench -- [--runs N] [--seconds S] [--dir PATH]`
+//! `cargo run -p eventdbx-bench --bin engine_bench -- [--runs N] [--seconds S] [--dir PATH]
+//! [--writers-only]`
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ struct Args {
     runs: usize,
     seconds: f64,
     dir: Option<PathBuf>,
+    /// Only the 32-writer phase (for profiling).
+    writers_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -27,9 +30,14 @@ fn parse_args() -> Result<Args, String> {
         runs: 3,
         seconds: 5.0,
         dir: None,
+        writers_only: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
+        if flag == "--writers-only" {
+            args.writers_only = true;
+            continue;
+        }
         let value = iter.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--runs" => args.runs = value.parse().map_err(|e| format!("--runs: {e}"))?,
@@ -174,6 +182,12 @@ fn run() -> Result<(), String> {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         floor.push(fdatasync_rate(&dir, args.seconds.min(3.0))?);
         let engine = open(&dir.join("data"))?;
+        if args.writers_only {
+            let rate = append_rate(&engine, 32, args.seconds);
+            eprintln!("run {run}: 32 writers {rate:.0}/s");
+            engine.shutdown();
+            continue;
+        }
         one.push(append_rate(&engine, 1, args.seconds));
         many.push(append_rate(&engine, 32, args.seconds));
         build_history(&engine, "short", 10)?;
@@ -185,6 +199,9 @@ fn run() -> Result<(), String> {
             floor[run], one[run], many[run], short[run], long[run]
         );
         engine.shutdown();
+    }
+    if args.writers_only {
+        return Ok(());
     }
     let (floor, one, many) = (median(&mut floor), median(&mut one), median(&mut many));
     let (short, long) = (median(&mut short), median(&mut long));
