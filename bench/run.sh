@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: EventDBX against a throwaway PostgreSQL 15 (default durable
+# settings: fsync on, synchronous_commit on) with the baseline in shared/bench/, both driven
+# by pgbench on loopback. Prints a Markdown table (medians of several runs, ratios from the
+# same runs) and the disk's fdatasync rate from pg_test_fsync.
+#
+#   bench/run.sh [--runs N] [--seconds S]
+#
+# Installs what it needs (Debian postgresql-15 for initdb, pg_ctl, pgbench, pg_test_fsync).
+
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
+ensure_build_packages
+ensure_packages postgresql-15 postgresql-client
+cargo build --manifest-path "$repo/Cargo.toml" -p dbx --locked >&2
+exec python3 "$repo/bench/side_by_side.py" --dbx "$CARGO_TARGET_DIR/debug/dbx" --repo "$repo" "$@"
