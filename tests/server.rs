@@ -856,3 +856,37 @@ async fn idle_sessions_close_after_the_idle_timeout_but_running_statements_do_no
     assert_eq!(one, 1);
     server.stop().await;
 }
+
+// Regression: COUNT(*) subtracted OFFSET from the rows counted; as in PostgreSQL, LIMIT and
+// OFFSET apply to the single result row.
+#[tokio::test]
+async fn count_star_with_limit_and_offset_behaves_like_postgres() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    for n in 0..3 {
+        client
+            .query_one(
+                INSERT,
+                &[&"order", &format!("c-{n}"), &"created", &json!({}), &0i64],
+            )
+            .await
+            .expect("append");
+    }
+    let rows = client
+        .query("SELECT COUNT(*) FROM events LIMIT 5", &[])
+        .await
+        .expect("count");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), 3);
+    let rows = client
+        .query("SELECT COUNT(*) FROM events OFFSET 1", &[])
+        .await
+        .expect("offset");
+    assert!(rows.is_empty(), "OFFSET 1 skips the only row");
+    let rows = client
+        .query("SELECT COUNT(*) FROM events LIMIT 0", &[])
+        .await
+        .expect("limit 0");
+    assert!(rows.is_empty());
+    server.stop().await;
+}

@@ -1031,22 +1031,14 @@ impl Executor {
         self.scan(query, &filters, &mut visit)?;
 
         if count_only {
-            let count = i64::try_from(
-                matched
-                    .saturating_sub(offset)
-                    .min(limit.unwrap_or(usize::MAX)),
-            )
-            .unwrap_or(i64::MAX);
-            let count = if offset > 0 || limit == Some(0) {
-                count.min(if limit == Some(0) { 0 } else { count })
-            } else {
-                count
-            };
-            return Ok(Outcome::rows(
-                columns,
-                vec![vec![Cell::Int(count)]],
-                CommandTag::Select,
-            ));
+            // As in PostgreSQL, LIMIT and OFFSET apply to the one result row, not to the
+            // rows counted: `SELECT COUNT(*) ... OFFSET 1` returns no row.
+            let count = i64::try_from(matched).unwrap_or(i64::MAX);
+            let rows = std::iter::once(vec![Cell::Int(count)])
+                .skip(offset)
+                .take(limit.unwrap_or(usize::MAX))
+                .collect();
+            return Ok(Outcome::rows(columns, rows, CommandTag::Select));
         }
         if needs_sort {
             let mut indexed: Vec<(Vec<Cell>, Vec<Cell>)> =
