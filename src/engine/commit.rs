@@ -376,15 +376,10 @@ impl Committer {
                 });
             }
 
-            // Refuse oversized payloads before the schema spends time validating them.
-            let raw_size = json_size(&new_event.payload);
-            if raw_size > self.parts.max_payload_bytes {
-                return Err(EngineError::TooLarge {
-                    what: "event payload",
-                    size: raw_size,
-                    limit: self.parts.max_payload_bytes,
-                });
-            }
+            // Serialize once and refuse oversized payloads before the schema spends time
+            // validating them; the text is stored as is unless the schema normalizes.
+            let given_json = to_compact_json(&new_event.payload);
+            check_payload_size(given_json.len(), self.parts.max_payload_bytes)?;
             let exists = |ty: &str, id: &str| self.exists(group, &local, ty, id);
             let checked = policy.check_event(&EventCheck {
                 aggregate_type: &key.0,
@@ -394,15 +389,14 @@ impl Committer {
                 prior_state: (actual > 0).then_some(&working.state),
                 aggregate_exists: &exists,
             })?;
-            let payload = checked.payload.unwrap_or(new_event.payload);
-            let payload_json = to_compact_json(&payload);
-            if payload_json.len() > self.parts.max_payload_bytes {
-                return Err(EngineError::TooLarge {
-                    what: "event payload",
-                    size: payload_json.len(),
-                    limit: self.parts.max_payload_bytes,
-                });
-            }
+            let (payload, payload_json) = match checked.payload {
+                Some(normalized) => {
+                    let normalized_json = to_compact_json(&normalized);
+                    check_payload_size(normalized_json.len(), self.parts.max_payload_bytes)?;
+                    (normalized, normalized_json)
+                }
+                None => (new_event.payload, given_json),
+            };
             let metadata_json = to_compact_json(&new_event.metadata);
             if metadata_json.len() > MAX_METADATA_BYTES {
                 return Err(EngineError::TooLarge {
@@ -661,21 +655,15 @@ fn decode_idempotency(bytes: &[u8]) -> Result<([u8; 32], Vec<u64>), EngineError>
     Ok((fingerprint, ids))
 }
 
-/// The length of an object's compact JSON text, without building the text.
-fn json_size(map: &Map<String, Value>) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+fn check_payload_size(size: usize, limit: usize) -> Result<(), EngineError> {
+    if size > limit {
+        return Err(EngineError::TooLarge {
+            what: "event payload",
+            size,
+            limit,
+        });
     }
-    let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, map);
-    counter.0
+    Ok(())
 }
 
 /// Compact JSON text of an object. Serializing a `Map` cannot fail.
