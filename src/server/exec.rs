@@ -1152,10 +1152,17 @@ impl Executor {
             Table::Events | Table::Outbox => {
                 let ty = eq_text(ColumnRef::AggregateType);
                 let id = eq_text(ColumnRef::AggregateId);
+                // Counts against the scan cap, redacts, and hands one event to `visit`.
+                let mut scanned = 0usize;
+                let mut emit = |event: Event| -> Result<bool, Failure> {
+                    scanned += 1;
+                    if scanned > MAX_SCAN_ROWS {
+                        return Err(too_many_rows());
+                    }
+                    visit(Row::Event(&self.schemas.redact_event(event)))
+                };
                 if let (Some(ty), Some(id)) = (&ty, &id) {
-                    let (after_version, up_to) = version_bounds(filters);
-                    let mut after = after_version;
-                    let mut scanned = 0usize;
+                    let (mut after, up_to) = version_bounds(filters);
                     loop {
                         let batch = self
                             .engine
@@ -1164,12 +1171,7 @@ impl Executor {
                         let Some(last) = batch.last() else { break };
                         after = last.version;
                         for event in batch {
-                            scanned += 1;
-                            if scanned > MAX_SCAN_ROWS {
-                                return Err(too_many_rows());
-                            }
-                            let event = self.schemas.redact_event(event);
-                            if !visit(Row::Event(&event))? {
+                            if !emit(event)? {
                                 return Ok(());
                             }
                         }
@@ -1177,7 +1179,6 @@ impl Executor {
                     return Ok(());
                 }
                 let (mut after, up_to) = event_id_bounds(filters);
-                let mut scanned = 0usize;
                 loop {
                     let page = self
                         .engine
@@ -1188,15 +1189,7 @@ impl Executor {
                     }
                     after = page.next_after_event_id;
                     for event in page.events {
-                        if event.event_id > up_to {
-                            return Ok(());
-                        }
-                        scanned += 1;
-                        if scanned > MAX_SCAN_ROWS {
-                            return Err(too_many_rows());
-                        }
-                        let event = self.schemas.redact_event(event);
-                        if !visit(Row::Event(&event))? {
+                        if event.event_id > up_to || !emit(event)? {
                             return Ok(());
                         }
                     }
