@@ -184,6 +184,19 @@ pub enum Param {
     Text(String),
 }
 
+/// A fixed-width binary parameter as an array, or a protocol error naming the type.
+fn fixed<const N: usize>(bytes: &[u8], ty: &str) -> Result<[u8; N], Failure> {
+    bytes.try_into().map_err(|_| {
+        error(
+            "08P01",
+            format!(
+                "binary {ty} parameter has the wrong length ({} bytes)",
+                bytes.len()
+            ),
+        )
+    })
+}
+
 /// Decodes one bind parameter from its bytes, the type the client declared (if any) and
 /// the format code. Binary values are decoded by their declared type; text values are kept
 /// as text and coerced where they are used.
@@ -206,62 +219,22 @@ pub fn decode_param(
     if !binary {
         return Ok(Param::Text(text(bytes)?));
     }
-    let wrong_len = |ty: &str| {
-        error(
-            "08P01",
-            format!(
-                "binary {ty} parameter has the wrong length ({} bytes)",
-                bytes.len()
-            ),
-        )
-    };
-    let fixed = |n: usize, ty: &str| -> Result<&[u8], Failure> {
-        if bytes.len() == n {
-            Ok(bytes)
-        } else {
-            Err(wrong_len(ty))
-        }
-    };
     let ty = declared.cloned().unwrap_or(Type::UNKNOWN);
     Ok(match ty {
-        Type::INT2 => {
-            let b = fixed(2, "int2")?;
-            Param::Int(i64::from(i16::from_be_bytes([b[0], b[1]])))
-        }
-        Type::INT4 => {
-            let b = fixed(4, "int4")?;
-            Param::Int(i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-        }
-        Type::OID => {
-            let b = fixed(4, "oid")?;
-            Param::Int(i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-        }
-        Type::INT8 => {
-            let b = fixed(8, "int8")?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            Param::Int(i64::from_be_bytes(a))
-        }
-        Type::FLOAT4 => {
-            let b = fixed(4, "float4")?;
-            Param::Float(f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-        }
-        Type::FLOAT8 => {
-            let b = fixed(8, "float8")?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            Param::Float(f64::from_be_bytes(a))
-        }
-        Type::BOOL => Param::Bool(fixed(1, "bool")?[0] != 0),
+        Type::INT2 => Param::Int(i64::from(i16::from_be_bytes(fixed(bytes, "int2")?))),
+        Type::INT4 => Param::Int(i64::from(i32::from_be_bytes(fixed(bytes, "int4")?))),
+        Type::OID => Param::Int(i64::from(u32::from_be_bytes(fixed(bytes, "oid")?))),
+        Type::INT8 => Param::Int(i64::from_be_bytes(fixed(bytes, "int8")?)),
+        Type::FLOAT4 => Param::Float(f64::from(f32::from_be_bytes(fixed(bytes, "float4")?))),
+        Type::FLOAT8 => Param::Float(f64::from_be_bytes(fixed(bytes, "float8")?)),
+        Type::BOOL => Param::Bool(fixed::<1>(bytes, "bool")?[0] != 0),
         Type::JSONB => match bytes.split_first() {
             Some((1, rest)) => Param::Text(text(rest)?),
             _ => return Err(error("22P02", "unsupported binary jsonb version")),
         },
         Type::TIMESTAMPTZ | Type::TIMESTAMP => {
-            let b = fixed(8, "timestamp")?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            let micros = i64::from_be_bytes(a).saturating_add(PG_EPOCH_OFFSET_MICROS);
+            let micros = i64::from_be_bytes(fixed(bytes, "timestamp")?)
+                .saturating_add(PG_EPOCH_OFFSET_MICROS);
             Param::Text(crate::engine::format_timestamp_micros(micros))
         }
         Type::NUMERIC => {
