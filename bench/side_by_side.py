@@ -17,6 +17,10 @@ import time
 PG_BIN = "/usr/lib/postgresql/15/bin"
 AGGREGATES = 10_000
 SEED_EVENTS = 100_000
+# Concurrent psql streams for seeding EventDBX: each sends multi-row INSERTs of SEED_BATCH
+# events, so group commit packs several statements into one synced write.
+SEED_STREAMS = 4
+SEED_BATCH = 2_500
 PAYLOAD = ('{"status":"paid","amount":"12.50","customer":"customer-0042","note":"'
            + "0123456789" * 17 + '0"}')
 
@@ -70,8 +74,10 @@ class Postgres:
         run([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-o",
              f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=100",
              "start"], user="postgres")
+        # Same transport on both sides: plaintext TCP on loopback (initdb's default is
+        # ssl=off; EventDBX offers TLS, which libpq's sslmode=prefer would otherwise take).
         self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres",
-                        PGDATABASE="postgres")
+                        PGDATABASE="postgres", PGSSLMODE="disable")
 
     def psql(self, sql=None, file=None):
         cmd = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-q", "-t", "-A", "-f", file or "-"]
@@ -106,7 +112,7 @@ class EventDBX:
         with open(os.path.join(self.dir, ".dbx", "cli.token")) as f:
             token = f.read().strip()
         self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="bench",
-                        PGPASSWORD=token, PGDATABASE="default")
+                        PGPASSWORD=token, PGDATABASE="default", PGSSLMODE="disable")
 
     def dbx_cmd(self, *args, check=True):
         return subprocess.run([self.dbx, *args], cwd=self.dir, check=check, capture_output=True,
@@ -125,23 +131,39 @@ class EventDBX:
         self.dbx_cmd("serve", "stop", check=False)
 
 
-def seed_eventdbx(edbx):
-    """100,000 events over the 10,000 aggregates (every read hits); returns the first event
+def seed_eventdbx(edbx, total):
+    """`total` events over the 10,000 aggregates (every read hits); returns the first event
     id and the average id gap, so the outbox script can pick random positions."""
-    for start in range(0, SEED_EVENTS, 2_500):
+    streams = []
+    for stream in range(SEED_STREAMS):
+        proc = subprocess.Popen(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-q", "-o", "/dev/null"],
+                                env=edbx.env, stdin=subprocess.PIPE, text=True)
+        streams.append(proc)
+    started = time.time()
+    for n, start in enumerate(range(0, total, SEED_BATCH)):
         rows = ",".join(
             f"('order', 'order-{(i % AGGREGATES) + 1}', 'order_paid', '{PAYLOAD}')"
-            for i in range(start, start + 2_500))
-        edbx.psql("INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES " + rows)
+            for i in range(start, min(start + SEED_BATCH, total)))
+        streams[n % SEED_STREAMS].stdin.write(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES "
+            + rows + ";\n")
+        if start and start % 1_000_000 == 0:
+            print(f"  {start:,} events sent ({start / (time.time() - started):,.0f}/s)",
+                  file=sys.stderr)
+    for proc in streams:
+        proc.stdin.close()
+        if proc.wait() != 0:
+            raise SystemExit("seeding EventDBX failed")
+    print(f"  seeded {total:,} events in {time.time() - started:.0f} s", file=sys.stderr)
     base = int(edbx.psql("SELECT event_id FROM events ORDER BY event_id LIMIT 1").strip())
     last = int(edbx.psql("SHOW eventdbx.last_event_id").strip())
-    return base, max(1, (last - base) // SEED_EVENTS)
+    return base, max(1, (last - base) // total)
 
 
-def seed_postgres(pg, repo):
+def seed_postgres(pg, repo, total):
     pg.psql(file=os.path.join(repo, "..", "shared", "bench", "postgres_baseline.sql"))
     pg.psql(f"SELECT append_event('order', 'order-' || ((g % {AGGREGATES}) + 1), 'order_paid', "
-            f"'{PAYLOAD}'::jsonb) FROM generate_series(0, {SEED_EVENTS - 1}) g")
+            f"'{PAYLOAD}'::jsonb) FROM generate_series(0, {total - 1}) g")
     pg.psql("VACUUM ANALYZE")
 
 
@@ -170,6 +192,11 @@ def main():
     ap.add_argument("--repo", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--seed-events", type=int, default=SEED_EVENTS,
+                    help="events stored before measuring (history size)")
+    ap.add_argument("--eventdbx-only", action="store_true",
+                    help="skip PostgreSQL (scale runs: seeding it with millions of events "
+                         "through append_event takes longer than the measurement)")
     args = ap.parse_args()
     shared = os.path.join(args.repo, "..", "shared", "bench")
     scripts = os.path.join(args.repo, "bench", "pgbench")
@@ -178,48 +205,83 @@ def main():
     pg = edbx = None
     try:
         floor = fdatasync_floor(root)
-        pg = Postgres(root)
+        if not args.eventdbx_only:
+            pg = Postgres(root)
         edbx = EventDBX(root, args.dbx)
-        print("seeding 100,000 events into each ...", file=sys.stderr)
-        seed_postgres(pg, args.repo)
-        base, step = seed_eventdbx(edbx)
+        print(f"seeding {args.seed_events:,} events ...", file=sys.stderr)
+        if pg:
+            seed_postgres(pg, args.repo, args.seed_events)
+        base, step = seed_eventdbx(edbx, args.seed_events)
+        # Outbox positions are drawn over the whole history (the PostgreSQL script draws
+        # ids in 0..100,000, its whole history at the default seed).
+        outbox = ("-D", f"base={base}", "-D", f"step={step}",
+                  "-D", f"span={max(1, args.seed_events - 1_000)}")
         measures = [
             ("durable appends/s, 1 client", "pg_append.pgbench", "append.pgbench", 1, ()),
             ("durable appends/s, 32 clients", "pg_append.pgbench", "append.pgbench", 32, ()),
             ("state reads/s, 1 client", "pg_get.pgbench", "get.pgbench", 1, ()),
             ("state reads/s, 32 clients", "pg_get.pgbench", "get.pgbench", 32, ()),
             ("outbox pages/s (1,000 events), 1 client", "pg_outbox.pgbench", "outbox.pgbench", 1,
-             ("-D", f"base={base}", "-D", f"step={step}")),
+             outbox),
+            ("wire ceiling: SELECT 1/s, 32 clients", "select1.pgbench", "select1.pgbench", 32, ()),
         ]
         results = {m[0]: ([], [], [], []) for m in measures}
         for r in range(args.runs):
             for name, pg_script, edbx_script, clients, extra in measures:
-                e_tps, e_lat = pgbench(edbx.env, os.path.join(scripts, edbx_script), clients, args.seconds, extra)
-                p_tps, p_lat = pgbench(pg.env, os.path.join(shared, pg_script), clients, args.seconds)
+                e_tps, e_lat = pgbench(edbx.env, os.path.join(scripts, edbx_script), clients,
+                                       args.seconds, extra)
                 results[name][0].append(e_tps)
-                results[name][1].append(p_tps)
                 results[name][2].append(e_lat)
-                results[name][3].append(p_lat)
-                print(f"run {r}: {name}: EventDBX {e_tps:.0f} ({e_lat:.2f} ms), "
-                      f"PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms), ratio {e_tps / p_tps:.2f}",
-                      file=sys.stderr)
-        print(f"| measure (median of {args.runs} runs, pgbench -M prepared, {args.seconds} s each) "
-              f"| EventDBX | PostgreSQL 15 | ratio |")
-        print("| --- | --- | --- | --- |")
+                line = f"run {r}: {name}: EventDBX {e_tps:.0f} ({e_lat:.2f} ms)"
+                if pg:
+                    pg_path = os.path.join(shared, pg_script)
+                    if not os.path.exists(pg_path):
+                        pg_path = os.path.join(scripts, pg_script)  # same script for both
+                    p_tps, p_lat = pgbench(pg.env, pg_path, clients, args.seconds)
+                    results[name][1].append(p_tps)
+                    results[name][3].append(p_lat)
+                    line += f", PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms), ratio {e_tps / p_tps:.2f}"
+                print(line, file=sys.stderr)
+        history = f"{args.seed_events:,} events stored before the first run"
+        if pg:
+            print(f"| measure (median of {args.runs} runs, pgbench -M prepared, {args.seconds} s "
+                  f"each; {history}) | EventDBX | PostgreSQL 15 | ratio |")
+            print("| --- | --- | --- | --- |")
+        else:
+            print(f"| measure (median of {args.runs} runs, pgbench -M prepared, {args.seconds} s "
+                  f"each; {history}) | EventDBX |")
+            print("| --- | --- |")
         for name, *_ in measures:
             e, p, el, pl = results[name]
-            ratios = [a / b for a, b in zip(e, p)]
-            print(f"| {name} | {statistics.median(e):,.0f} ({statistics.median(el):.2f} ms) | "
-                  f"{statistics.median(p):,.0f} ({statistics.median(pl):.2f} ms) | "
-                  f"{statistics.median(ratios):.2f}x |")
-        print(f"| fdatasync/s (pg_test_fsync, the floor) | {floor:,.0f} | | |")
-        print(f"| peak RSS, MiB | {peak_rss_mib(edbx.pid()):.0f} | {pg.rss():.0f} (largest process) | |")
+            cell = f"{statistics.median(e):,.0f} ({statistics.median(el):.2f} ms)"
+            if pg:
+                ratios = [a / b for a, b in zip(e, p)]
+                print(f"| {name} | {cell} | {statistics.median(p):,.0f} "
+                      f"({statistics.median(pl):.2f} ms) | {statistics.median(ratios):.2f}x |")
+            else:
+                print(f"| {name} | {cell} |")
+        print(f"| fdatasync/s (pg_test_fsync, the floor) | {floor:,.0f} |" + (" | |" if pg else ""))
+        rss = f"| peak RSS, MiB | {peak_rss_mib(edbx.pid()):.0f} |"
+        print(rss + (f" {pg.rss():.0f} (largest process) | |" if pg else ""))
+        print(f"| data directory after the runs, MiB | {dir_mib(os.path.join(edbx.dir, '.dbx')):,.0f} |"
+              + (" | |" if pg else ""))
     finally:
         if edbx:
             edbx.stop()
         if pg:
             pg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def dir_mib(path):
+    total = 0
+    for parent, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(parent, name))
+            except OSError:
+                pass
+    return total / (1024 * 1024)
 
 
 if __name__ == "__main__":

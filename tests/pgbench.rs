@@ -80,7 +80,7 @@ async fn pgbench_appends_and_reads_in_every_query_mode() {
             &server,
             mode,
             "outbox.pgbench",
-            &["-D", &base, "-D", "step=1"],
+            &["-D", &base, "-D", "step=1", "-D", "span=300"],
         )
         .await;
     }

@@ -890,3 +890,50 @@ async fn count_star_with_limit_and_offset_behaves_like_postgres() {
     assert!(rows.is_empty());
     server.stop().await;
 }
+
+/// Result rows are queued in 64 KiB runs between write-buffer checks; a result several
+/// times that size must still arrive whole and in order, in both protocols, with a
+/// pipelined statement right behind it.
+#[tokio::test]
+async fn results_larger_than_the_write_batch_arrive_whole_and_in_order() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let filler = "x".repeat(700);
+    let total = 400usize; // ~300 KiB of rows: several write batches
+    for n in 0..total {
+        client
+            .query_one(
+                "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) \
+                 VALUES ('bulk', $1, 'filled', $2) RETURNING event_id",
+                &[&format!("b-{}", n % 7), &json!({"n": n, "filler": filler})],
+            )
+            .await
+            .expect("append");
+    }
+    let query = "SELECT event_id, payload FROM events ORDER BY event_id LIMIT 1000";
+    let (rows, next) = tokio::join!(
+        client.query(query, &[]),
+        client.query_one("SELECT COUNT(*) FROM events", &[])
+    );
+    let rows = rows.expect("extended-protocol page");
+    assert_eq!(rows.len(), total);
+    for (n, row) in rows.iter().enumerate() {
+        let payload: Value = row.get(1);
+        assert_eq!(payload["n"], json!(n), "row {n} out of order or damaged");
+        assert_eq!(payload["filler"].as_str().map(str::len), Some(700));
+    }
+    assert_eq!(
+        next.expect("pipelined count").get::<_, i64>(0),
+        total as i64
+    );
+    let simple = client
+        .simple_query(query)
+        .await
+        .expect("simple-protocol page");
+    let data_rows = simple
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(data_rows, total);
+    server.stop().await;
+}

@@ -21,6 +21,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::{CliError, Result};
 
+/// mimalloc instead of glibc malloc: the server's hot paths allocate small, short-lived
+/// buffers on two threads pools (tokio workers and the committer), where glibc's arenas spent
+/// about 15% of the CPU in `_int_malloc`/`_int_free` under 32 appending clients (perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AFTER_HELP: &str = "\
 Runtime commands use the nearest .dbx/config.toml, walking up from the current directory.
 Token for data commands: --token, then $EVENTDBX_TOKEN, then .dbx/cli.token.

@@ -568,25 +568,23 @@ impl Engine {
                 next_after_event_id: after_event_id,
             });
         };
-        let start = event_key(first);
-        let iter = self.inner.db.iterator_cf(
-            self.cf(CF_EVENTS)?,
-            IteratorMode::From(&start, Direction::Forward),
-        );
+        // A raw iterator lends key and value in place; the boxed iterator copied both into
+        // fresh allocations for every event of every page.
+        let mut iter = self.inner.db.raw_iterator_cf(self.cf(CF_EVENTS)?);
+        iter.seek(event_key(first));
         let mut events = Vec::with_capacity(take.min(1024));
         let mut next_after = after_event_id;
         let mut bytes = 0usize;
-        for (scanned, item) in iter.enumerate() {
-            if events.len() >= take || scanned >= max_scan {
+        let mut scanned = 0usize;
+        while events.len() < take && scanned < max_scan {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
                 break;
-            }
-            let (key, value) = item?;
+            };
             let event_id = u64::from_be_bytes(
-                key.as_ref()
-                    .try_into()
+                key.try_into()
                     .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))?,
             );
-            let event = Event::decode_stored(&value)?;
+            let event = Event::decode_stored(value)?;
             if keep(&event) {
                 if !events.is_empty() && bytes + value.len() > MAX_OUTBOX_PAGE_BYTES {
                     // Page full by size: stop before this event; it leads the next page.
@@ -596,7 +594,11 @@ impl Engine {
                 events.push(event);
             }
             next_after = event_id;
+            scanned += 1;
+            iter.next();
         }
+        // An iterator that stopped on an I/O or corruption error is not "the end".
+        iter.status()?;
         Ok(OutboxPage {
             events,
             next_after_event_id: next_after,

@@ -1378,6 +1378,21 @@ enum Test {
     IsNull(bool),
 }
 
+/// A text operand compared with an integer column, parsed once here rather than once per
+/// row (drivers send `event_id > $1` parameters as untyped text). Text that is not an
+/// integer stays text, so the per-row comparison still reports it.
+fn integer_operand(left: &ValueRef, right: Scalar) -> Scalar {
+    match (left, right) {
+        (ValueRef::Column(ColumnRef::EventId | ColumnRef::Version), Scalar::Text(text)) => {
+            match text.trim().parse::<i64>() {
+                Ok(n) => Scalar::Int(n),
+                Err(_) => Scalar::Text(text),
+            }
+        }
+        (_, right) => right,
+    }
+}
+
 fn bind_filters(filters: &[Predicate], params: &[Param]) -> Result<Vec<BoundPredicate>, Failure> {
     filters
         .iter()
@@ -1385,7 +1400,7 @@ fn bind_filters(filters: &[Predicate], params: &[Param]) -> Result<Vec<BoundPred
             Ok(match p {
                 Predicate::Compare { left, op, right } => BoundPredicate {
                     left: left.clone(),
-                    test: Test::Compare(*op, bind(right, params)?),
+                    test: Test::Compare(*op, integer_operand(left, bind(right, params)?)),
                 },
                 Predicate::In { left, values } => BoundPredicate {
                     left: left.clone(),
