@@ -80,8 +80,16 @@ fn db_options() -> Options {
     opts.set_max_total_wal_size(256 * 1024 * 1024);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1024 * 1024);
+    // One budget for every column family's memtables together: six CFs of 32-64 MiB
+    // buffers (up to three each) could otherwise hold hundreds of MiB under a long write
+    // burst; past this total RocksDB flushes the largest CF. With the default 64 MiB block
+    // cache this keeps the server well under 256 MiB of RSS at any history size.
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
     opts
 }
+
+/// Memory all memtables may hold together (see `db_options`).
+const MEMTABLE_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 
 fn cf_options(name: &str, cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();
