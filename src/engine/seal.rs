@@ -48,7 +48,7 @@ pub const SEAL_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 /// short passphrase safe. (Counted in characters, not bytes.)
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 /// argon2id memory cost for new stores, KiB: 64 MiB, RFC 9106's recommendation for
-/// memory-constrained settings. Derivation runs once per open (about 0.2 s here).
+/// memory-constrained settings. Derivation runs once per open, not per value.
 pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
 /// argon2id passes for new stores (RFC 9106: 3 with 64 MiB).
 pub const ARGON2_T_COST: u32 = 3;
@@ -763,7 +763,7 @@ mod tests {
         let decoded = EncryptionRecord::decode(&record.encode()).expect("decode");
         assert_eq!(decoded.kdf, record.kdf);
         assert_eq!(decoded.check, record.check);
-        let again = ValueCipher::from_key(&*derive_key(&spec, &decoded.kdf).expect("derive"));
+        let again = ValueCipher::from_key(&derive_key(&spec, &decoded.kdf).expect("derive"));
         let sealed = cipher.seal(CF_EVENTS, b"k", b"v".to_vec()).expect("seal");
         assert_eq!(
             again.open(CF_EVENTS, b"k", &sealed).expect("open").as_ref(),
