@@ -59,6 +59,39 @@ pub const MIGRATION_ADVICE: &str = "This build of EventDBX runs as a single-tena
     Export/import the data or run a dedicated migration before upgrading to the lean \
     single-tenant build.";
 
+/// A secret from the config (the data encryption key). Serialized as the plain string, but
+/// its `Debug` is redacted, so neither a log line nor an error that formats the config can
+/// show it; the text is zeroized when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret text, for the one place that needs it (key parsing).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Drop for SecretString {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// The `data_encryption_key` `dbx init` writes: the key file it generates.
+pub const DATA_KEY_FILE: &str = "keys/data.key";
+
 /// The `[auth]` block: where key material lives (never the material itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,9 +124,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// RocksDB block cache in MiB.
     pub cache_threshold: u64,
-    /// Data encryption key reference (sealed storage); never printed.
+    /// The data encryption key (encryption at rest): `file:PATH` (a key file, relative
+    /// paths from `.dbx`), `base64:KEY` (32 bytes), or a passphrase. Absent: unencrypted.
+    /// Never printed, except a `file:` reference, which is a path, not a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_encryption_key: Option<String>,
+    pub data_encryption_key: Option<SecretString>,
     /// Page size of listings when the client names none.
     pub list_page_size: usize,
     /// Cap on any page.
@@ -197,13 +232,17 @@ impl Config {
         if self.auth.scram_iterations < 4096 || self.auth.scram_iterations > 1_000_000 {
             return invalid("auth.scram_iterations must be in 4096..=1000000".into());
         }
-        self.engine_options(Path::new("."))
+        self.engine_options(Path::new("."))?
             .validate()
             .map_err(ConfigError::Invalid)
     }
 
-    /// Engine options for a workspace rooted at `workspace` (the `.dbx` directory).
-    pub fn engine_options(&self, workspace: &Path) -> crate::engine::EngineOptions {
+    /// Engine options for a workspace rooted at `workspace` (the `.dbx` directory). Fails
+    /// only on a malformed `data_encryption_key` (the message never repeats it).
+    pub fn engine_options(
+        &self,
+        workspace: &Path,
+    ) -> Result<crate::engine::EngineOptions, ConfigError> {
         let mut options =
             crate::engine::EngineOptions::new(self.resolve(workspace, &self.data_dir));
         options.worker_id = self.snowflake_worker_id;
@@ -213,7 +252,15 @@ impl Config {
         options.page_limit = self.page_limit;
         options.block_cache_bytes =
             usize::try_from(self.cache_threshold.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        options
+        options.encryption = match &self.data_encryption_key {
+            Some(key) => Some(
+                crate::engine::KeySpec::parse(key.expose())
+                    .map_err(ConfigError::Invalid)?
+                    .relative_to(workspace),
+            ),
+            None => None,
+        };
+        Ok(options)
     }
 
     /// A path from the config, resolved against the workspace directory.
@@ -225,11 +272,14 @@ impl Config {
         }
     }
 
-    /// TOML text with secrets redacted, for `dbx config`.
+    /// TOML text with secrets redacted, for `dbx config`. A `file:` key reference is shown:
+    /// it is a path, and where the key lives is what an operator needs to know.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        if shown.data_encryption_key.is_some() {
-            shown.data_encryption_key = Some("<redacted>".into());
+        if let Some(key) = &shown.data_encryption_key {
+            if !key.expose().starts_with(crate::engine::seal::FILE_PREFIX) {
+                shown.data_encryption_key = Some(SecretString::new("<redacted>"));
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
@@ -430,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn malformed_encryption_keys_are_refused_without_being_repeated() {
+        let mut config = Config::new_default();
+        config.data_encryption_key = Some(SecretString::new("base64:c2VjcmV0"));
+        let err = config.validate().expect_err("short key");
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+        assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+        config.data_encryption_key = Some(SecretString::new("short"));
+        let err = config.validate().expect_err("short passphrase");
+        assert!(!err.to_string().contains("short\""), "{err}");
+        config.data_encryption_key = Some(SecretString::new("file:keys/data.key"));
+        let options = config
+            .engine_options(Path::new("/ws/.dbx"))
+            .expect("options");
+        assert!(matches!(
+            options.encryption,
+            Some(crate::engine::KeySpec::File(p)) if p == Path::new("/ws/.dbx/keys/data.key")
+        ));
+    }
+
+    #[test]
     fn ranges_are_checked_with_the_allowed_range_named() {
         let mut config = Config::new_default();
         config.snowflake_worker_id = 5000;
@@ -446,10 +516,17 @@ mod tests {
     #[test]
     fn redaction_hides_the_encryption_key() {
         let mut config = Config::new_default();
-        config.data_encryption_key = Some("c2VjcmV0LWtleS1tYXRlcmlhbA==".into());
+        config.data_encryption_key = Some(SecretString::new("c2VjcmV0LWtleS1tYXRlcmlhbA=="));
         let shown = config.to_redacted_toml();
         assert!(!shown.contains("c2VjcmV0"));
         assert!(shown.contains("<redacted>"));
         assert!(shown.contains("[auth]"));
+        assert!(
+            !format!("{config:?}").contains("c2VjcmV0"),
+            "Debug redacts too"
+        );
+        // A key file reference is a path, not a key: shown.
+        config.data_encryption_key = Some(SecretString::new("file:keys/data.key"));
+        assert!(config.to_redacted_toml().contains("file:keys/data.key"));
     }
 }

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use eventdbx::config::SecretString;
+use eventdbx::engine::seal::check_key;
+use eventdbx::engine::KeySpec;
+
 use crate::error::{CliError, Result};
 use crate::workspace::{absolute, discover};
 
@@ -85,10 +89,26 @@ pub fn run(update: ConfigUpdate) -> Result<()> {
                 "--data-encryption-key needs a non-empty value",
             ));
         }
-        if config.data_encryption_key.as_deref() != Some(key.as_str()) {
+        let unchanged = config
+            .data_encryption_key
+            .as_ref()
+            .is_some_and(|current| current.expose() == key);
+        let spec = KeySpec::parse(&key)
+            .map_err(|e| CliError::usage(format!("{e}; nothing was changed")))?
+            .relative_to(&ws.dir);
+        if !unchanged {
+            // A store that already exists must open with the new key; a key alone never
+            // re-encrypts data (that is `dbx storage rekey`).
+            let data_dir = config.resolve(&ws.dir, &config.data_dir);
+            check_key(&data_dir, Some(&spec)).map_err(|e| {
+                CliError::usage(format!(
+                    "{e}; nothing was changed. To re-encrypt the existing data under a new \
+                     key, stop the daemon and run `dbx storage rekey --new-key KEY`"
+                ))
+            })?;
             changes.push("data_encryption_key: set (stored in config.toml, never shown)".into());
         }
-        config.data_encryption_key = Some(key);
+        config.data_encryption_key = Some(SecretString::new(key));
     }
     config
         .validate()

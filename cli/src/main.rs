@@ -12,6 +12,7 @@ mod config_cmd;
 mod daemon;
 mod error;
 mod schema_cmd;
+mod storage_cmd;
 mod token_cmd;
 mod workspace;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Validate, preview and apply schema.dbx.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Rewrite the store offline: encrypt it, rotate its key, or decrypt it.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Write and read aggregates.
     #[command(subcommand)]
     Aggregate(AggregateCommand),
@@ -92,6 +96,10 @@ struct InitArgs {
     /// 10d, 2w); 0 never expires.
     #[arg(long, value_name = "TTL", default_value = workspace::DEFAULT_BOOTSTRAP_TTL)]
     ttl: String,
+    /// Store data unencrypted. By default init generates a data key (.dbx/keys/data.key,
+    /// mode 0600) and every event, state and snapshot is encrypted at rest.
+    #[arg(long)]
+    no_encryption: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -164,8 +172,10 @@ struct ConfigArgs {
     /// RocksDB block cache in MiB (1..=65536).
     #[arg(long, value_name = "MIB")]
     cache_threshold: Option<u64>,
-    /// Data encryption key for sealed storage: stored in config.toml (mode 0600), never
-    /// printed. This build records it only; encryption at rest takes effect in a later release.
+    /// Data encryption key (encryption at rest): file:PATH (a key file), base64:KEY (32
+    /// bytes), or a passphrase of 12+ characters (argon2id). Stored in config.toml (mode
+    /// 0600), never printed. An existing store must open with it: re-encrypting data is
+    /// `dbx storage rekey`.
     #[arg(long, value_name = "KEY")]
     data_encryption_key: Option<String>,
     /// Default page size of listings (1..=page limit).
@@ -186,6 +196,26 @@ struct ConfigArgs {
     /// Accept unencrypted connections from other machines.
     #[arg(long)]
     no_noise: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum StorageCommand {
+    /// Rewrite every record of the store under a new data key (or none), with the daemon
+    /// stopped: encrypts a plaintext store, rotates the key of an encrypted one, or (with
+    /// --plaintext) decrypts it. The old store is deleted and config.toml updated. Default
+    /// target: the configured key when the store is still plaintext, else a new key file.
+    Rekey {
+        /// The new key: file:PATH, base64:KEY or a passphrase (as for `dbx config`).
+        #[arg(long, value_name = "KEY", conflicts_with_all = ["plaintext", "generate"])]
+        new_key: Option<String>,
+        /// Generate a new random key file under .dbx/keys/ (the default for an encrypted
+        /// store).
+        #[arg(long, conflicts_with = "plaintext")]
+        generate: bool,
+        /// Store the data unencrypted from now on.
+        #[arg(long)]
+        plaintext: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -463,7 +493,7 @@ fn removed(name: &str) -> Result<i32> {
 fn run(cli: Cli) -> Result<i32> {
     let token = cli.token.as_deref();
     match cli.command {
-        Command::Init(args) => init(&args.ttl).map(|_| 0),
+        Command::Init(args) => init(&args.ttl, args.no_encryption).map(|_| 0),
         Command::Serve(command) => match command {
             ServeCommand::Start(args) => daemon::start(&args.options()).map(|_| 0),
             ServeCommand::Stop => daemon::stop().map(|_| 0),
@@ -507,6 +537,14 @@ fn run(cli: Cli) -> Result<i32> {
                 json,
             } => token_cmd::bootstrap(stdout, persist, &ttl, json),
         }
+        .map(|_| 0),
+        Command::Storage(StorageCommand::Rekey {
+            new_key,
+            generate,
+            plaintext,
+        }) => storage_cmd::rekey(storage_cmd::Target::from_flags(
+            new_key, generate, plaintext,
+        ))
         .map(|_| 0),
         Command::Schema(command) => match command {
             SchemaCommand::Validate { file } => schema_cmd::validate(file.file.as_deref()),
@@ -600,9 +638,13 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn init(ttl: &str) -> Result<()> {
+fn init(ttl: &str, no_encryption: bool) -> Result<()> {
     let cwd = workspace::current_dir()?;
-    match workspace::init(&cwd, ttl, &workspace::InitSeed::default())? {
+    let seed = workspace::InitSeed {
+        no_encryption,
+        ..workspace::InitSeed::default()
+    };
+    match workspace::init(&cwd, ttl, &seed)? {
         workspace::InitOutcome::AlreadyExists(dir) => {
             outln!(
                 "an EventDBX workspace already exists at {}; nothing was changed",
@@ -615,6 +657,14 @@ fn init(ttl: &str) -> Result<()> {
             record_expiry,
         } => {
             outln!("Initialized an EventDBX workspace in {}", dir.display());
+            if no_encryption {
+                outln!("Data is stored unencrypted (--no-encryption).");
+            } else {
+                outln!(
+                    "Data is encrypted at rest with the key in {} (mode 0600): back it up apart from the data; without it the data cannot be read.",
+                    dir.join(eventdbx::config::DATA_KEY_FILE).display()
+                );
+            }
             outln!(
                 "CLI bootstrap token ({}):",
                 workspace::expiry_phrase(record_expiry)

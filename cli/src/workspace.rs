@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use eventdbx::auth::{parse_ttl, TokenSpec, TokenStore};
 use eventdbx::config::{
-    write_private_file, Config, ConfigError, Workspace, CLI_TOKEN_FILE, CONFIG_FILE, TOKENS_FILE,
-    WORKSPACE_DIR,
+    write_private_file, Config, ConfigError, SecretString, Workspace, CLI_TOKEN_FILE, CONFIG_FILE,
+    DATA_KEY_FILE, TOKENS_FILE, WORKSPACE_DIR,
 };
 
 use crate::error::{io_error, CliError, Result};
@@ -75,6 +75,9 @@ pub fn discover_or_auto_init(cwd: &Path) -> Result<Workspace> {
 pub struct InitSeed {
     pub bind_addr: Option<String>,
     pub port: Option<u16>,
+    /// Store events unencrypted (`dbx init --no-encryption`); by default a data key is
+    /// generated and the store is encrypted at rest.
+    pub no_encryption: bool,
 }
 
 impl InitSeed {
@@ -91,7 +94,11 @@ impl InitSeed {
             })?),
             _ => None,
         };
-        Ok(Self { bind_addr, port })
+        Ok(Self {
+            bind_addr,
+            port,
+            no_encryption: false,
+        })
     }
 }
 
@@ -131,6 +138,14 @@ pub fn init(cwd: &Path, ttl: &str, seed: &InitSeed) -> Result<InitOutcome> {
     if let Some(port) = seed.port {
         config.port = port;
     }
+    if !seed.no_encryption {
+        // Encrypted by default: sealing costs little next to the synced write of every
+        // append, and a store created encrypted never has plaintext on disk to clean up.
+        config.data_encryption_key = Some(SecretString::new(format!(
+            "{}{DATA_KEY_FILE}",
+            eventdbx::engine::seal::FILE_PREFIX
+        )));
+    }
     config.validate()?;
 
     create_private_dir(&dir)?;
@@ -148,6 +163,12 @@ pub fn init(cwd: &Path, ttl: &str, seed: &InitSeed) -> Result<InitOutcome> {
             .map_err(|e| io_error(format!("cannot write {}", key_path.display()), e))?;
     }
     write_tls_certificate(&workspace.tls_cert_path(), &workspace.tls_key_path())?;
+    if !seed.no_encryption {
+        let data_key = dir.join(DATA_KEY_FILE);
+        if !data_key.is_file() {
+            write_data_key(&data_key)?;
+        }
+    }
 
     let store = TokenStore::open(
         &dir.join(TOKENS_FILE),
@@ -173,6 +194,14 @@ pub fn init(cwd: &Path, ttl: &str, seed: &InitSeed) -> Result<InitOutcome> {
         token: issued.token,
         record_expiry: issued.record.expires_at,
     })
+}
+
+/// Writes 32 random bytes, as base64 text, to a new 0600 key file.
+pub fn write_data_key(path: &Path) -> Result<()> {
+    let text = eventdbx::engine::seal::generate_key_text()
+        .map_err(|e| CliError::general(e.to_string()))?;
+    write_private_file(path, text.as_bytes())
+        .map_err(|e| io_error(format!("cannot write {}", path.display()), e))
 }
 
 /// The admin token `init` and `token bootstrap` issue.

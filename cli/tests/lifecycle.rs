@@ -316,3 +316,97 @@ fn destroy_prompts_on_a_terminal() {
     assert!(out.contains("removed the workspace"), "{out}");
     assert!(!p.dbx_dir().exists());
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn an_encrypted_store_refuses_other_keys_and_rekey_rewrites_it() {
+    const MARKER: &str = "Wombat3Qx8Marker";
+    let p = Project::initialized();
+    let data = p.dbx_dir().join("data");
+    p.run(&["serve", "start"]).ok();
+    p.run(&[
+        "aggregate",
+        "create",
+        "order",
+        "o-1",
+        "--event",
+        "created",
+        "--field",
+        &format!("secret={MARKER}"),
+        "--note",
+        MARKER,
+    ])
+    .ok();
+    p.run(&["serve", "stop"]).ok();
+    assert!(files_containing(&data, MARKER.as_bytes()).is_empty());
+
+    // A different key file: the start fails at once, in one line, and serves nothing.
+    let key = p.read(".dbx/keys/data.key");
+    std::fs::write(
+        p.dbx_dir().join("keys/data.key"),
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=\n",
+    )
+    .expect("write");
+    let out = p.run(&["serve", "start", "--foreground"]).fails(1);
+    assert!(out.stderr.contains("key check failed"), "{}", out.stderr);
+    std::fs::write(p.dbx_dir().join("keys/data.key"), &key).expect("restore");
+
+    // The config refuses a key that does not open the existing store, and says what to do.
+    let out = p
+        .run(&["config", "--data-encryption-key", "a different passphrase"])
+        .fails(2);
+    assert!(out.stderr.contains("dbx storage rekey"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("different passphrase"),
+        "{}",
+        out.stderr
+    );
+
+    // Decrypt, then encrypt again under a newly generated key.
+    let out = p.run(&["storage", "rekey", "--plaintext"]).ok();
+    assert!(out.stdout.contains("now unencrypted"), "{}", out.stdout);
+    assert!(!p.read(".dbx/config.toml").contains("data_encryption_key"));
+    assert!(!files_containing(&data, MARKER.as_bytes()).is_empty());
+    let out = p.run(&["storage", "rekey"]).ok();
+    assert!(out.stdout.contains("new key"), "{}", out.stdout);
+    let config = p.read(".dbx/config.toml");
+    assert!(
+        config.contains("data_encryption_key = \"file:keys/data-"),
+        "{config}"
+    );
+    assert!(files_containing(&data, MARKER.as_bytes()).is_empty());
+    assert!(!data.with_file_name("data.pre-rekey").exists());
+    assert!(!data.with_file_name("data.rekey").exists());
+
+    p.run(&["serve", "start"]).ok();
+    let got = p
+        .run(&["aggregate", "get", "order", "o-1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(got["state"]["secret"], MARKER);
+    p.run(&["aggregate", "verify", "order", "o-1"]).ok();
+    // A rekey needs the daemon stopped.
+    let out = p.run(&["storage", "rekey"]).fails(1);
+    assert!(out.stderr.contains("dbx serve stop"), "{}", out.stderr);
+    p.run(&["serve", "stop"]).ok();
+}

@@ -25,6 +25,7 @@ fn init_creates_the_workspace_with_private_files_and_a_day_long_token() {
         "cli.token",
         "tokens.json",
         "keys/token.key",
+        "keys/data.key",
         "keys/server.crt",
         "keys/server.key",
     ] {
@@ -36,10 +37,20 @@ fn init_creates_the_workspace_with_private_files_and_a_day_long_token() {
         "cli.token",
         "tokens.json",
         "keys/token.key",
+        "keys/data.key",
         "keys/server.key",
     ] {
         assert_eq!(mode(&dbx.join(file)), 0o600, "{file}");
     }
+    // Encrypted at rest by default: a 32-byte key (base64) that the config references
+    // and that is never printed.
+    let data_key = p.read(".dbx/keys/data.key");
+    assert_eq!(data_key.trim().len(), 44, "{data_key}");
+    assert!(p
+        .read(".dbx/config.toml")
+        .contains("data_encryption_key = \"file:keys/data.key\""));
+    assert!(!out.stdout.contains(data_key.trim()), "{}", out.stdout);
+    assert!(out.stdout.contains("encrypted at rest"), "{}", out.stdout);
     let token = p.cli_token();
     assert!(token.starts_with("dbx_"), "{token}");
     // Printed once, with a sentence saying where it is stored.
@@ -69,6 +80,15 @@ fn init_creates_the_workspace_with_private_files_and_a_day_long_token() {
     // The registry holds no secret.
     let secret = token.rsplit('_').next().expect("secret");
     assert!(!p.read(".dbx/tokens.json").contains(secret));
+}
+
+#[test]
+fn init_no_encryption_writes_no_data_key() {
+    let p = Project::new();
+    let out = p.run(&["init", "--no-encryption"]).ok();
+    assert!(out.stdout.contains("unencrypted"), "{}", out.stdout);
+    assert!(!p.dbx_dir().join("keys/data.key").exists());
+    assert!(!p.read(".dbx/config.toml").contains("data_encryption_key"));
 }
 
 #[test]
@@ -224,19 +244,29 @@ fn config_flags_update_and_validate() {
 fn config_rejects_out_of_range_values_naming_the_range() {
     let p = Project::initialized();
     let before = p.read(".dbx/config.toml");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--snowflake-worker-id", "5000"], "0..=1023"),
         (&["--cache-threshold", "0"], "1..=65536"),
         (&["--page-limit", "0"], "1..=100000"),
         (&["--list-page-size", "5000"], "1..=1000"),
         (&["--bind-addr", "localhost:1"], "not an IP address"),
         (&["--data-encryption-key", ""], "non-empty"),
+        (
+            &["--data-encryption-key", "short"],
+            "at least 12 characters",
+        ),
+        (&["--data-encryption-key", "base64:c2VjcmV0"], "32 bytes"),
     ];
     for (flags, range) in cases {
         let mut args = vec!["config"];
         args.extend_from_slice(flags);
         let out = p.run(&args).fails(2);
         assert!(out.stderr.contains(range), "{flags:?}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("c2VjcmV0"),
+            "key echoed: {}",
+            out.stderr
+        );
     }
     // clap checks the port range itself.
     let out = p.run(&["config", "--port", "70000"]);
@@ -612,11 +642,17 @@ fn help_describes_every_command_and_flag() {
                 "schema",
                 "aggregate",
                 "events",
+                "storage",
                 "--token",
                 "Exit codes",
             ],
         ),
-        (&["init"], &["--ttl"]),
+        (&["init"], &["--ttl", "--no-encryption"]),
+        (&["storage"], &["rekey"]),
+        (
+            &["storage", "rekey"],
+            &["--new-key", "--generate", "--plaintext"],
+        ),
         (
             &["serve"],
             &["start", "stop", "status", "restart", "destroy"],
@@ -647,7 +683,7 @@ fn help_describes_every_command_and_flag() {
                 "--snowflake-worker-id",
                 "--noise",
                 "--no-noise",
-                "later release",
+                "storage rekey",
             ],
         ),
         (

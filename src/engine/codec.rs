@@ -69,6 +69,11 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    /// Everything not read yet (the reader is then empty).
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.bytes)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }

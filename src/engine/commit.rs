@@ -31,6 +31,7 @@ use super::options::{
 };
 use super::policy::{EventCheck, SnapshotSetting, WritePolicy};
 use super::record::{encode_snapshot, AggregateRecord};
+use super::seal::ValueCipher;
 use super::snowflake::{unix_micros_now, Snowflake};
 use super::{cf, Counters};
 use crate::merge_patch::merge_patch;
@@ -127,6 +128,8 @@ pub(crate) struct CommitterParts {
     pub db: Arc<DB>,
     pub policy: Arc<RwLock<Arc<dyn WritePolicy>>>,
     pub counters: Arc<RwLock<Counters>>,
+    /// Seals every value that holds user data before it enters a batch (see `seal.rs`).
+    pub cipher: ValueCipher,
     pub snowflake: Snowflake,
     pub max_payload_bytes: usize,
     pub default_snapshot_threshold: Option<u64>,
@@ -295,12 +298,11 @@ impl Committer {
             return Ok(working.clone());
         }
         let aggregates = cf(&self.parts.db, CF_AGGREGATES)?;
-        match self
-            .parts
-            .db
-            .get_pinned_cf(aggregates, aggregate_key(&key.0, &key.1))?
-        {
-            Some(bytes) => Working::from_record(&AggregateRecord::decode(&bytes)?),
+        let record_key = aggregate_key(&key.0, &key.1);
+        match self.parts.db.get_pinned_cf(aggregates, &record_key)? {
+            Some(bytes) => Working::from_record(&AggregateRecord::decode(
+                &self.parts.cipher.open(CF_AGGREGATES, &record_key, &bytes)?,
+            )?),
             None => Ok(Working::empty()),
         }
     }
@@ -348,7 +350,7 @@ impl Committer {
         }
 
         let mut local: HashMap<AggKey, Working> = HashMap::new();
-        let mut staged: Vec<(Event, Vec<u8>, Option<String>)> =
+        let mut staged: Vec<(Event, Vec<u8>, Option<Vec<u8>>)> =
             Vec::with_capacity(request.events.len());
         let mut new_aggregates = 0u64;
         let mut append_bytes = 0usize;
@@ -436,7 +438,12 @@ impl Committer {
             event.hash = leaf_hash(&canonical);
             working.frontier.push(event.hash);
             event.merkle_root = working.frontier.root();
-            let stored = encode_stored_parts(&canonical, &event.hash, &event.merkle_root);
+            // Sealed after hashing: the leaf covers the plaintext canonical encoding.
+            let stored = self.parts.cipher.seal(
+                CF_EVENTS,
+                &event_key(event.event_id),
+                encode_stored_parts(&canonical, &event.hash, &event.merkle_root),
+            )?;
             merge_patch(&mut working.state, &payload);
             if actual == 0 {
                 working.created_at_micros = now;
@@ -446,13 +453,53 @@ impl Committer {
             working.updated_at_micros = now;
             working.last_event_id = event.event_id;
 
-            let snapshot = self
+            let snapshot = match self
                 .snapshot_threshold(policy, &key.0)
                 .filter(|every| event.version.is_multiple_of(*every))
-                .map(|_| to_compact_json(&working.state));
+            {
+                Some(_) => Some(self.parts.cipher.seal(
+                    CF_SNAPSHOTS,
+                    &versioned_key(&key.0, &key.1, event.version),
+                    encode_snapshot(event.event_id, &to_compact_json(&working.state)),
+                )?),
+                None => None,
+            };
             staged.push((event, stored, snapshot));
             local.insert(key, working);
         }
+
+        // Seal the aggregate records and the idempotency entry before touching the group's
+        // batch, so that a failure leaves the group as it was.
+        let mut records = Vec::with_capacity(local.len());
+        for (key, working) in local {
+            let record = AggregateRecord {
+                version: working.version,
+                last_event_id: working.last_event_id,
+                created_at_micros: working.created_at_micros,
+                updated_at_micros: working.updated_at_micros,
+                merkle_root: working.frontier.root(),
+                frontier: working.frontier.clone(),
+                state_json: to_compact_json(&working.state),
+            };
+            let record_key = aggregate_key(&key.0, &key.1);
+            let sealed = self
+                .parts
+                .cipher
+                .seal(CF_AGGREGATES, &record_key, record.encode())?;
+            records.push((key, working, record_key, sealed));
+        }
+        let idempotency = match (request.idempotency_key, fingerprint) {
+            (Some(key), Some(fingerprint)) => {
+                let ids: Vec<u64> = staged.iter().map(|(e, _, _)| e.event_id).collect();
+                let sealed = self.parts.cipher.seal(
+                    CF_IDEMPOTENCY,
+                    key.as_bytes(),
+                    encode_idempotency(&fingerprint, &ids),
+                )?;
+                Some((key, fingerprint, ids, sealed))
+            }
+            _ => None,
+        };
 
         // Accepted: move everything into the group's batch.
         let db = &self.parts.db;
@@ -472,40 +519,20 @@ impl Committer {
             group
                 .batch
                 .put_cf(streams_cf, &stream_key, event.event_id.to_be_bytes());
-            if let Some(state_json) = snapshot {
-                group.batch.put_cf(
-                    snapshots_cf,
-                    &stream_key,
-                    encode_snapshot(event.event_id, &state_json),
-                );
+            if let Some(sealed) = snapshot {
+                group.batch.put_cf(snapshots_cf, &stream_key, sealed);
             }
             group.events.insert(event.event_id, event.clone());
             outcome.push(event);
         }
-        for (key, working) in local {
-            let record = AggregateRecord {
-                version: working.version,
-                last_event_id: working.last_event_id,
-                created_at_micros: working.created_at_micros,
-                updated_at_micros: working.updated_at_micros,
-                merkle_root: working.frontier.root(),
-                frontier: working.frontier.clone(),
-                state_json: to_compact_json(&working.state),
-            };
-            group.batch.put_cf(
-                aggregates_cf,
-                aggregate_key(&key.0, &key.1),
-                record.encode(),
-            );
+        for (key, working, record_key, sealed) in records {
+            group.batch.put_cf(aggregates_cf, record_key, sealed);
             group.aggregates.insert(key, working);
         }
-        if let (Some(key), Some(fingerprint)) = (request.idempotency_key, fingerprint) {
-            let ids: Vec<u64> = outcome.iter().map(|e| e.event_id).collect();
-            group.batch.put_cf(
-                cf(db, CF_IDEMPOTENCY)?,
-                key.as_bytes(),
-                encode_idempotency(&fingerprint, &ids),
-            );
+        if let Some((key, fingerprint, ids, sealed)) = idempotency {
+            group
+                .batch
+                .put_cf(cf(db, CF_IDEMPOTENCY)?, key.as_bytes(), sealed);
             group.idempotency.insert(key, (fingerprint, ids));
         }
         group.counters.events += outcome.len() as u64;
@@ -529,7 +556,11 @@ impl Committer {
             None => {
                 let idempotency = cf(&self.parts.db, CF_IDEMPOTENCY)?;
                 match self.parts.db.get_pinned_cf(idempotency, key.as_bytes())? {
-                    Some(bytes) => decode_idempotency(&bytes)?,
+                    Some(bytes) => decode_idempotency(&self.parts.cipher.open(
+                        CF_IDEMPOTENCY,
+                        key.as_bytes(),
+                        &bytes,
+                    )?)?,
                     None => return Ok(None),
                 }
             }
@@ -545,7 +576,11 @@ impl Committer {
             let event = match group.events.get(&id) {
                 Some(event) => event.clone(),
                 None => match self.parts.db.get_pinned_cf(events_cf, event_key(id))? {
-                    Some(bytes) => Event::decode_stored(&bytes)?,
+                    Some(bytes) => Event::decode_stored(&self.parts.cipher.open(
+                        CF_EVENTS,
+                        &event_key(id),
+                        &bytes,
+                    )?)?,
                     None => {
                         return Err(EngineError::corrupt(
                             "idempotency record",

@@ -62,6 +62,14 @@ pub enum EngineError {
     /// The data directory cannot be opened by this build.
     #[error("{0}")]
     IncompatibleStore(String),
+    /// The configured data encryption key does not fit the store: missing, wrong, or set on
+    /// a store that holds unencrypted data. Raised when the store opens, before any read.
+    #[error("{0}")]
+    EncryptionKey(String),
+    /// A sealed value failed authentication: it was altered, truncated, or copied from
+    /// another key. Never decoded, never served.
+    #[error("sealed value in `{cf}` at key {key} does not open: it was altered or moved from another key (the store is damaged or was tampered with)")]
+    Tampered { cf: &'static str, key: String },
     /// A stored record failed to decode: the store is damaged.
     #[error("corrupt record in {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },

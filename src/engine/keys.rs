@@ -25,6 +25,9 @@ pub const META_FORMAT: &[u8] = b"format";
 pub const META_DOMAIN: &[u8] = b"domain";
 pub const META_COUNTERS: &[u8] = b"counters";
 pub const META_SCHEMA: &[u8] = b"schema";
+/// Present only in encrypted stores: cipher, key derivation and key check value
+/// (`seal.rs`). Plaintext, because it is read before the key is known.
+pub const META_ENCRYPTION: &[u8] = b"encryption";
 
 const SEP: u8 = 0;
 

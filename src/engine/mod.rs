@@ -16,6 +16,7 @@ pub mod names;
 pub mod options;
 pub mod policy;
 pub mod record;
+pub mod seal;
 pub mod snowflake;
 mod store;
 
@@ -33,6 +34,7 @@ pub use event::{format_timestamp_micros, Event, Issuer};
 pub use merkle::Hash;
 pub use options::EngineOptions;
 pub use policy::{AcceptAll, CheckedEvent, EventCheck, SnapshotSetting, WritePolicy};
+pub use seal::KeySpec;
 pub use store::{DOMAIN, STORE_FORMAT};
 
 use commit::{Command, Committer, CommitterParts};
@@ -44,6 +46,7 @@ use keys::{
 use merkle::Frontier;
 use options::{COMMIT_QUEUE_DEPTH, MAX_OUTBOX_PAGE_BYTES};
 use record::{decode_snapshot, AggregateRecord};
+use seal::ValueCipher;
 use snowflake::Snowflake;
 
 /// Totals kept in the meta column family, updated in every group commit.
@@ -147,6 +150,8 @@ struct Inner {
     committer: Mutex<Option<JoinHandle<()>>>,
     policy: Arc<RwLock<Arc<dyn WritePolicy>>>,
     counters: Arc<RwLock<Counters>>,
+    /// Opens what the committer sealed (a pass-through without a key).
+    cipher: ValueCipher,
     options: EngineOptions,
 }
 
@@ -178,6 +183,8 @@ impl Engine {
             source,
         })?;
         let db = Arc::new(store::open(&options.data_dir, options.block_cache_bytes)?);
+        // Before anything is read: a wrong or missing key fails here, with one message.
+        let cipher = seal::open_cipher(&db, &options.data_dir, options.encryption.as_ref(), true)?;
         let last_event_id = last_event_id(&db)?;
         let counters = match db.get_cf(cf(&db, CF_META)?, META_COUNTERS)? {
             Some(bytes) => Counters::decode(&bytes)
@@ -192,6 +199,7 @@ impl Engine {
                 db: db.clone(),
                 policy: policy.clone(),
                 counters: counters.clone(),
+                cipher: cipher.clone(),
                 snowflake: Snowflake::new(options.worker_id, last_event_id),
                 max_payload_bytes: options.max_payload_bytes,
                 default_snapshot_threshold: options.default_snapshot_threshold,
@@ -212,6 +220,7 @@ impl Engine {
                 committer: Mutex::new(Some(handle)),
                 policy,
                 counters,
+                cipher,
                 options,
             }),
         })
@@ -273,6 +282,17 @@ impl Engine {
         entries: Vec<(Vec<u8>, Vec<u8>)>,
         after: Box<dyn FnOnce() + Send>,
     ) -> Result<(), EngineError> {
+        let entries = entries
+            .into_iter()
+            .map(|(key, value)| {
+                let value = if seal::is_sealed(CF_META, &key) {
+                    self.inner.cipher.seal(CF_META, &key, value)?
+                } else {
+                    value
+                };
+                Ok((key, value))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
         let (reply, answer) = oneshot::channel();
         self.sender()?
             .send(Command::PutMeta {
@@ -287,7 +307,15 @@ impl Engine {
 
     /// Reads a meta entry.
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        Ok(self.inner.db.get_cf(cf(&self.inner.db, CF_META)?, key)?)
+        let Some(stored) = self.inner.db.get_cf(cf(&self.inner.db, CF_META)?, key)? else {
+            return Ok(None);
+        };
+        if !seal::is_sealed(CF_META, key) {
+            return Ok(Some(stored));
+        }
+        Ok(Some(
+            self.inner.cipher.open(CF_META, key, &stored)?.into_owned(),
+        ))
     }
 
     /// Totals and the last event id.
@@ -317,8 +345,12 @@ impl Engine {
         aggregate_id: &str,
     ) -> Result<Option<AggregateRecord>, EngineError> {
         let key = aggregate_key(aggregate_type, aggregate_id);
-        match self.inner.db.get_pinned_cf(self.cf(CF_AGGREGATES)?, key)? {
-            Some(bytes) => Ok(Some(AggregateRecord::decode(&bytes)?)),
+        match self.inner.db.get_pinned_cf(self.cf(CF_AGGREGATES)?, &key)? {
+            Some(bytes) => Ok(Some(AggregateRecord::decode(&self.inner.cipher.open(
+                CF_AGGREGATES,
+                &key,
+                &bytes,
+            )?)?)),
             None => Ok(None),
         }
     }
@@ -415,7 +447,8 @@ impl Engine {
                 let (key, value) = item?;
                 let snap_version = version_of_key(&key)
                     .ok_or_else(|| EngineError::corrupt("snapshot key", "too short"))?;
-                let (_, state_json) = decode_snapshot(&value)?;
+                let (_, state_json) =
+                    decode_snapshot(&self.inner.cipher.open(CF_SNAPSHOTS, &key, &value)?)?;
                 match serde_json::from_str::<Value>(&state_json) {
                     Ok(Value::Object(state)) => Ok((snap_version, state)),
                     _ => Err(EngineError::corrupt(
@@ -465,6 +498,7 @@ impl Engine {
             }
             let (ty, id) = split_aggregate_key(&key)
                 .ok_or_else(|| EngineError::corrupt("aggregate key", "malformed"))?;
+            let value = self.inner.cipher.open(CF_AGGREGATES, &key, &value)?;
             out.push(state_from_record(ty, id, AggregateRecord::decode(&value)?));
             if out.len() >= take {
                 break;
@@ -515,12 +549,11 @@ impl Engine {
                     .try_into()
                     .map_err(|_| EngineError::corrupt("stream entry", "not an event id"))?,
             );
-            match self
-                .inner
-                .db
-                .get_pinned_cf(events_cf, event_key(event_id))?
-            {
-                Some(bytes) => out.push(Event::decode_stored(&bytes)?),
+            let key = event_key(event_id);
+            match self.inner.db.get_pinned_cf(events_cf, key)? {
+                Some(bytes) => out.push(Event::decode_stored(
+                    &self.inner.cipher.open(CF_EVENTS, &key, &bytes)?,
+                )?),
                 None => {
                     return Err(EngineError::corrupt(
                         "stream entry",
@@ -534,12 +567,11 @@ impl Engine {
 
     /// One event by id.
     pub fn event(&self, event_id: u64) -> Result<Option<Event>, EngineError> {
-        match self
-            .inner
-            .db
-            .get_pinned_cf(self.cf(CF_EVENTS)?, event_key(event_id))?
-        {
-            Some(bytes) => Ok(Some(Event::decode_stored(&bytes)?)),
+        let key = event_key(event_id);
+        match self.inner.db.get_pinned_cf(self.cf(CF_EVENTS)?, key)? {
+            Some(bytes) => Ok(Some(Event::decode_stored(
+                &self.inner.cipher.open(CF_EVENTS, &key, &bytes)?,
+            )?)),
             None => Ok(None),
         }
     }
@@ -584,7 +616,8 @@ impl Engine {
                 key.try_into()
                     .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))?,
             );
-            let event = Event::decode_stored(value)?;
+            let value = self.inner.cipher.open(CF_EVENTS, key, value)?;
+            let event = Event::decode_stored(&value)?;
             if keep(&event) {
                 if !events.is_empty() && bytes + value.len() > MAX_OUTBOX_PAGE_BYTES {
                     // Page full by size: stop before this event; it leads the next page.
@@ -662,12 +695,23 @@ impl Engine {
                 continue;
             };
             let event_id = u64::from_be_bytes(id_bytes);
-            let Some(stored) = self
+            let Some(sealed) = self
                 .inner
                 .db
                 .get_pinned_cf(events_cf, event_key(event_id))?
             else {
                 problems.push(format!("version {version}: event {event_id} is missing"));
+                continue;
+            };
+            // The leaf covers the plaintext encoding, so verify means the same with a key.
+            let Ok(stored) = self
+                .inner
+                .cipher
+                .open(CF_EVENTS, &event_key(event_id), &sealed)
+            else {
+                problems.push(format!(
+                    "version {version}: event {event_id} does not open (sealed value altered or moved)"
+                ));
                 continue;
             };
             let Some(leaf) = Event::recompute_leaf(&stored) else {

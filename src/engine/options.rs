@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::seal::KeySpec;
+
 /// Default cap on one event's serialized payload. Large enough for any business document,
 /// small enough that one append cannot monopolize the commit path or the WAL.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -63,6 +65,8 @@ pub struct EngineOptions {
     pub page_limit: usize,
     /// Block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// The data encryption key: `None` stores values unencrypted. See `seal.rs`.
+    pub encryption: Option<KeySpec>,
 }
 
 impl EngineOptions {
@@ -76,6 +80,7 @@ impl EngineOptions {
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
             page_limit: DEFAULT_PAGE_LIMIT,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            encryption: None,
         }
     }
 

@@ -49,6 +49,29 @@ pub fn open(dir: &Path, block_cache_bytes: usize) -> Result<DB, EngineError> {
     Ok(db)
 }
 
+/// True when `dir` holds a RocksDB database (EventDBX's or not).
+pub fn exists(dir: &Path) -> bool {
+    dir.join("CURRENT").exists()
+}
+
+/// Opens an existing store read-only, for inspection while a daemon may hold it open
+/// (read-only opens take no lock and write nothing, not even WAL recovery).
+pub fn open_read_only(dir: &Path) -> Result<DB, EngineError> {
+    let cfs = DB::list_cf(&Options::default(), dir)?;
+    if !cfs.iter().any(|cf| cf == CF_META) {
+        return Err(EngineError::IncompatibleStore(format!(
+            "{} holds a RocksDB database that is not an EventDBX store",
+            dir.display()
+        )));
+    }
+    Ok(DB::open_cf_for_read_only(
+        &Options::default(),
+        dir,
+        ALL_CFS,
+        false,
+    )?)
+}
+
 /// Database-wide options. Each durability-relevant one is set explicitly, never inherited.
 fn db_options() -> Options {
     let mut opts = Options::default();

@@ -63,8 +63,12 @@ pub fn engine_error(err: &EngineError) -> Failure {
                 .then(|| "apply a schema for this aggregate type (dbx schema apply) or start the server with --restrict default".to_owned());
             error_with(code, err.to_string(), Some(detail), hint)
         }
-        EngineError::IncompatibleStore(_) => error("XX000", err.to_string()),
-        EngineError::Corrupt { .. } => error("XX001", err.to_string()),
+        EngineError::IncompatibleStore(_) | EngineError::EncryptionKey(_) => {
+            error("XX000", err.to_string())
+        }
+        EngineError::Corrupt { .. } | EngineError::Tampered { .. } => {
+            error("XX001", err.to_string())
+        }
         EngineError::Closed => Box::new(ErrorInfo::new(
             "FATAL".into(),
             "57P01".into(),

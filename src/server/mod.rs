@@ -140,7 +140,9 @@ impl Server {
     pub async fn start(options: ServerOptions) -> Result<Self, ServerError> {
         let workspace = &options.workspace;
         let config = &workspace.config;
-        let engine_options = config.engine_options(&workspace.dir);
+        let engine_options = config
+            .engine_options(&workspace.dir)
+            .map_err(|e| ServerError::Startup(e.to_string()))?;
         let engine = tokio::task::spawn_blocking(move || Engine::open(engine_options))
             .await
             .map_err(|e| ServerError::Startup(format!("store open task failed: {e}")))??;

@@ -3,13 +3,17 @@
 //! 100,000 versions. Prints medians of several runs as a Markdown table.
 //!
 //! `cargo run -p eventdbx-bench --bin engine_bench -- [--runs N] [--seconds S] [--dir PATH]
-//! [--writers-only]`
+//! [--writers-only] [--encryption off|on|both]`
+//!
+//! `--encryption on` opens every store with a random data key (encryption at rest);
+//! `both` measures each run without and then with a key, on fresh stores, so the two
+//! columns share the machine's conditions.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use eventdbx::engine::{AppendRequest, Engine, EngineOptions, Issuer, NewEvent};
+use eventdbx::engine::{AppendRequest, Engine, EngineOptions, Issuer, KeySpec, NewEvent};
 use serde_json::{Map, Value};
 
 const PAYLOAD_BYTES: usize = 256;
@@ -23,6 +27,8 @@ struct Args {
     dir: Option<PathBuf>,
     /// Only the 32-writer phase (for profiling).
     writers_only: bool,
+    /// Which stores to measure: without a key (`false`), with one (`true`), in this order.
+    modes: Vec<bool>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 5.0,
         dir: None,
         writers_only: false,
+        modes: vec![false],
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -43,6 +50,14 @@ fn parse_args() -> Result<Args, String> {
             "--runs" => args.runs = value.parse().map_err(|e| format!("--runs: {e}"))?,
             "--seconds" => args.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--dir" => args.dir = Some(PathBuf::from(value)),
+            "--encryption" => {
+                args.modes = match value.as_str() {
+                    "off" => vec![false],
+                    "on" => vec![true],
+                    "both" => vec![false, true],
+                    other => return Err(format!("--encryption: off, on or both, not {other}")),
+                }
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -68,8 +83,32 @@ fn issuer() -> Issuer {
     }
 }
 
-fn open(dir: &Path) -> Result<Engine, String> {
-    Engine::open(EngineOptions::new(dir)).map_err(|e| e.to_string())
+fn open(dir: &Path, encrypted: bool) -> Result<Engine, String> {
+    let mut options = EngineOptions::new(dir);
+    if encrypted {
+        let key = eventdbx::engine::seal::generate_key_text().map_err(|e| e.to_string())?;
+        options.encryption =
+            Some(KeySpec::parse(&format!("base64:{}", key.trim())).map_err(|e| e.to_string())?);
+    }
+    Engine::open(options).map_err(|e| e.to_string())
+}
+
+/// One run's figures for one mode.
+#[derive(Default)]
+struct Samples {
+    floor: Vec<f64>,
+    one: Vec<f64>,
+    many: Vec<f64>,
+    short: Vec<f64>,
+    long: Vec<f64>,
+}
+
+fn mode_name(encrypted: bool) -> &'static str {
+    if encrypted {
+        "encrypted"
+    } else {
+        "plaintext"
+    }
 }
 
 fn fdatasync_rate(dir: &Path, seconds: f64) -> Result<f64, String> {
@@ -175,44 +214,73 @@ fn run() -> Result<(), String> {
         }
         None => tempfile::tempdir().map_err(|e| e.to_string())?,
     };
-    let (mut floor, mut one, mut many, mut short, mut long) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut samples: Vec<Samples> = args.modes.iter().map(|_| Samples::default()).collect();
     for run in 0..args.runs {
-        let dir = base.path().join(format!("run-{run}"));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        floor.push(fdatasync_rate(&dir, args.seconds.min(3.0))?);
-        let engine = open(&dir.join("data"))?;
-        if args.writers_only {
-            let rate = append_rate(&engine, 32, args.seconds);
-            eprintln!("run {run}: 32 writers {rate:.0}/s");
+        for (&encrypted, s) in args.modes.iter().zip(samples.iter_mut()) {
+            let mode = mode_name(encrypted);
+            let dir = base.path().join(format!("run-{run}-{mode}"));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            s.floor.push(fdatasync_rate(&dir, args.seconds.min(3.0))?);
+            let engine = open(&dir.join("data"), encrypted)?;
+            if args.writers_only {
+                let rate = append_rate(&engine, 32, args.seconds);
+                eprintln!("run {run} {mode}: 32 writers {rate:.0}/s");
+                engine.shutdown();
+                continue;
+            }
+            s.one.push(append_rate(&engine, 1, args.seconds));
+            s.many.push(append_rate(&engine, 32, args.seconds));
+            build_history(&engine, "short", 10)?;
+            build_history(&engine, "long", LONG_HISTORY)?;
+            s.short.push(read_latency_micros(&engine, "short")?);
+            s.long.push(read_latency_micros(&engine, "long")?);
+            eprintln!(
+                "run {run} {mode}: fdatasync/s {:.0}, 1 writer {:.0}/s, 32 writers {:.0}/s, read@10 {:.1}us, read@100k {:.1}us",
+                s.floor[run], s.one[run], s.many[run], s.short[run], s.long[run]
+            );
             engine.shutdown();
-            continue;
         }
-        one.push(append_rate(&engine, 1, args.seconds));
-        many.push(append_rate(&engine, 32, args.seconds));
-        build_history(&engine, "short", 10)?;
-        build_history(&engine, "long", LONG_HISTORY)?;
-        short.push(read_latency_micros(&engine, "short")?);
-        long.push(read_latency_micros(&engine, "long")?);
-        eprintln!(
-            "run {run}: fdatasync/s {:.0}, 1 writer {:.0}/s, 32 writers {:.0}/s, read@10 {:.1}us, read@100k {:.1}us",
-            floor[run], one[run], many[run], short[run], long[run]
-        );
-        engine.shutdown();
     }
     if args.writers_only {
         return Ok(());
     }
-    let (floor, one, many) = (median(&mut floor), median(&mut one), median(&mut many));
-    let (short, long) = (median(&mut short), median(&mut long));
-    println!("| measure (median of {} runs) | value |", args.runs);
-    println!("| --- | --- |");
-    println!("| fdatasync/s on this disk (floor) | {floor:.0} |");
-    println!("| durable appends/s, 1 writer | {one:.0} |");
-    println!("| durable appends/s, 32 writers | {many:.0} |");
-    println!("| 32 writers / 1 writer | {:.1}x |", many / one);
-    println!("| 1 writer / fdatasync floor | {:.2} |", one / floor);
-    println!("| current-state read, 10 versions | {short:.1} µs |");
-    println!("| current-state read, 100,000 versions | {long:.1} µs |");
+    let medians: Vec<[f64; 5]> = samples
+        .iter_mut()
+        .map(|s| {
+            [
+                median(&mut s.floor),
+                median(&mut s.one),
+                median(&mut s.many),
+                median(&mut s.short),
+                median(&mut s.long),
+            ]
+        })
+        .collect();
+    let header: Vec<&str> = args.modes.iter().map(|m| mode_name(*m)).collect();
+    println!(
+        "| measure (median of {} runs) | {} |",
+        args.runs,
+        header.join(" | ")
+    );
+    println!("| --- |{}", " --- |".repeat(header.len()));
+    let row = |label: &str, cell: &dyn Fn(&[f64; 5]) -> String| {
+        let cells: Vec<String> = medians.iter().map(cell).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    row("fdatasync/s on this disk (floor)", &|m| {
+        format!("{:.0}", m[0])
+    });
+    row("durable appends/s, 1 writer", &|m| format!("{:.0}", m[1]));
+    row("durable appends/s, 32 writers", &|m| format!("{:.0}", m[2]));
+    row("32 writers / 1 writer", &|m| format!("{:.1}x", m[2] / m[1]));
+    row("1 writer / fdatasync floor", &|m| {
+        format!("{:.2}", m[1] / m[0])
+    });
+    row("current-state read, 10 versions", &|m| {
+        format!("{:.1} µs", m[3])
+    });
+    row("current-state read, 100,000 versions", &|m| {
+        format!("{:.1} µs", m[4])
+    });
     Ok(())
 }
