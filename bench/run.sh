@@ -4,7 +4,7 @@
 # by pgbench on loopback. Prints a Markdown table (medians of several runs, ratios from the
 # same runs) and the disk's fdatasync rate from pg_test_fsync.
 #
-#   bench/run.sh [--runs N] [--seconds S] [--seed-events N] [--eventdbx-only]
+#   bench/run.sh [--runs N] [--seconds S] [--seed-events N] [--eventdbx-only] [--no-encryption]
 #
 # --seed-events sets the history stored before measuring (default 100,000); the scale runs
 # in docs/BENCHMARKS.md use 1,000,000 and 10,000,000 with --eventdbx-only.

@@ -100,12 +100,13 @@ class Postgres:
 class EventDBX:
     """A daemon with its workspace in root/edbx (dbx finds .dbx from its working directory)."""
 
-    def __init__(self, root, dbx):
+    def __init__(self, root, dbx, encryption=True):
         self.dir = os.path.join(root, "edbx")
         os.makedirs(self.dir)
         self.dbx = dbx
         self.port = free_port()
-        self.dbx_cmd("init", "--ttl", "0")
+        # `dbx init` seals data at rest by default; --no-encryption measures plaintext.
+        self.dbx_cmd("init", "--ttl", "0", *([] if encryption else ["--no-encryption"]))
         self.dbx_cmd("config", "--port", str(self.port))
         self.dbx_cmd("serve", "start")
         wait_port(self.port)
@@ -194,6 +195,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--seed-events", type=int, default=SEED_EVENTS,
                     help="events stored before measuring (history size)")
+    ap.add_argument("--no-encryption", action="store_true",
+                    help="create the EventDBX store without a data key (dbx init --no-encryption)")
     ap.add_argument("--eventdbx-only", action="store_true",
                     help="skip PostgreSQL (scale runs: seeding it with millions of events "
                          "through append_event takes longer than the measurement)")
@@ -207,7 +210,7 @@ def main():
         floor = fdatasync_floor(root)
         if not args.eventdbx_only:
             pg = Postgres(root)
-        edbx = EventDBX(root, args.dbx)
+        edbx = EventDBX(root, args.dbx, encryption=not args.no_encryption)
         print(f"seeding {args.seed_events:,} events ...", file=sys.stderr)
         if pg:
             seed_postgres(pg, args.repo, args.seed_events)
@@ -242,7 +245,8 @@ def main():
                     results[name][3].append(p_lat)
                     line += f", PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms), ratio {e_tps / p_tps:.2f}"
                 print(line, file=sys.stderr)
-        history = f"{args.seed_events:,} events stored before the first run"
+        history = (f"{args.seed_events:,} events stored before the first run; EventDBX "
+                   + ("plaintext" if args.no_encryption else "encrypted at rest (the default)"))
         if pg:
             print(f"| measure (median of {args.runs} runs, pgbench -M prepared, {args.seconds} s "
                   f"each; {history}) | EventDBX | PostgreSQL 15 | ratio |")
