@@ -39,6 +39,7 @@ RUN apt-get update \
 COPY --from=build /out/dbx /usr/local/bin/dbx
 
 ENV EVENTDBX_AUTO_INIT=1 \
+    MALLOC_ARENA_MAX=2 \
     EVENTDBX_BIND_ADDR=0.0.0.0 \
     EVENTDBX_PORT=6363
 USER eventdbx
