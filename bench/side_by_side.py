@@ -52,15 +52,20 @@ def wait_port(port, seconds=30):
     raise SystemExit(f"nothing listening on {port}")
 
 
-def current_rss_mib(pid):
+def proc_status_mib(pid, field, missing):
+    """A memory line of /proc/<pid>/status (VmRSS, VmHWM) in MiB."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return missing
+
+
+def current_rss_mib(pid):
+    return proc_status_mib(pid, "VmRSS", 0.0)
 
 
 class RssSampler:
@@ -82,14 +87,7 @@ class RssSampler:
 
 
 def peak_rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    return proc_status_mib(pid, "VmHWM", float("nan"))
 
 
 class Postgres:
