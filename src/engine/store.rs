@@ -105,9 +105,9 @@ fn db_options() -> Options {
     opts.set_bytes_per_sync(1024 * 1024);
     // One budget for every column family's memtables together, mutable and immutable: past
     // 7/8 of it the largest CF flushes, and at the budget writers stall until a flush frees
-    // memory. Without it six CFs of up to three memtables each held over 300 MiB while 10M
-    // events were loaded at 70,000/s (`db_write_buffer_size` alone only triggers flushes;
-    // immutable memtables waiting for them still piled up).
+    // memory. Six CFs of up to three 16-32 MiB memtables could otherwise hold several
+    // hundred MiB under a long write burst (`db_write_buffer_size` only triggers flushes;
+    // immutable memtables waiting for them are not counted against it).
     opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(
         MEMTABLE_BUDGET_BYTES,
         true,
@@ -115,8 +115,8 @@ fn db_options() -> Options {
     opts
 }
 
-/// Memory all memtables may hold together (see `db_options`). With the default 64 MiB block
-/// cache, RocksDB's share of the server's memory stays near 130 MiB at any history size.
+/// Memory all memtables may hold together (see `db_options`); with the default 64 MiB block
+/// cache, the two budgets that bound RocksDB's memory.
 const MEMTABLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 fn cf_options(name: &str, cache: &Cache) -> Options {
