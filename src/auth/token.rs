@@ -163,16 +163,22 @@ fn file_version(path: &Path) -> Option<FileVersion> {
         .map(|meta| FileVersion::of(&meta))
 }
 
+/// Opens the registry file and identifies the version it holds.
+fn open_registry(path: &Path) -> std::io::Result<(std::fs::File, FileVersion)> {
+    let file = std::fs::File::open(path)?;
+    let version = FileVersion::of(&file.metadata()?);
+    Ok((file, version))
+}
+
 /// Opens the registry and reads it through one handle, so the version and the bytes
 /// belong to the same file. `Ok(None)` when there is no registry yet.
 fn read_registry(path: &Path) -> std::io::Result<Option<(std::fs::File, FileVersion, Vec<u8>)>> {
     use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
+    let (mut file, version) = match open_registry(path) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let version = FileVersion::of(&file.metadata()?);
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(Some((file, version, bytes)))
@@ -360,10 +366,7 @@ impl TokenStore {
             message: e.to_string(),
         })?;
         // Hold the file just written, so the next check sees our own write as current.
-        let written = std::fs::File::open(&self.path).and_then(|file| {
-            let version = FileVersion::of(&file.metadata()?);
-            Ok((file, version))
-        });
+        let written = open_registry(&self.path);
         let mut loaded = self.loaded.write();
         match written {
             Ok((file, version)) => {

@@ -297,12 +297,14 @@ impl Committer {
         if let Some(working) = group.aggregates.get(key) {
             return Ok(working.clone());
         }
-        let aggregates = cf(&self.parts.db, CF_AGGREGATES)?;
         let record_key = aggregate_key(&key.0, &key.1);
-        match self.parts.db.get_pinned_cf(aggregates, &record_key)? {
-            Some(bytes) => Working::from_record(&AggregateRecord::decode(
-                &self.parts.cipher.open(CF_AGGREGATES, &record_key, &bytes)?,
-            )?),
+        match self.parts.cipher.get(
+            &self.parts.db,
+            CF_AGGREGATES,
+            &record_key,
+            AggregateRecord::decode,
+        )? {
+            Some(record) => Working::from_record(&record),
             None => Ok(Working::empty()),
         }
     }
@@ -554,13 +556,13 @@ impl Committer {
         let (stored_fingerprint, ids) = match group.idempotency.get(key) {
             Some((f, ids)) => (*f, ids.clone()),
             None => {
-                let idempotency = cf(&self.parts.db, CF_IDEMPOTENCY)?;
-                match self.parts.db.get_pinned_cf(idempotency, key.as_bytes())? {
-                    Some(bytes) => decode_idempotency(&self.parts.cipher.open(
-                        CF_IDEMPOTENCY,
-                        key.as_bytes(),
-                        &bytes,
-                    )?)?,
+                match self.parts.cipher.get(
+                    &self.parts.db,
+                    CF_IDEMPOTENCY,
+                    key.as_bytes(),
+                    decode_idempotency,
+                )? {
+                    Some(stored) => stored,
                     None => return Ok(None),
                 }
             }
@@ -570,17 +572,17 @@ impl Committer {
                 key: key.to_owned(),
             });
         }
-        let events_cf = cf(&self.parts.db, CF_EVENTS)?;
         let mut events = Vec::with_capacity(ids.len());
         for id in ids {
             let event = match group.events.get(&id) {
                 Some(event) => event.clone(),
-                None => match self.parts.db.get_pinned_cf(events_cf, event_key(id))? {
-                    Some(bytes) => Event::decode_stored(&self.parts.cipher.open(
-                        CF_EVENTS,
-                        &event_key(id),
-                        &bytes,
-                    )?)?,
+                None => match self.parts.cipher.get(
+                    &self.parts.db,
+                    CF_EVENTS,
+                    &event_key(id),
+                    Event::decode_stored,
+                )? {
+                    Some(event) => event,
                     None => {
                         return Err(EngineError::corrupt(
                             "idempotency record",

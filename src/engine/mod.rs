@@ -344,15 +344,12 @@ impl Engine {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<AggregateRecord>, EngineError> {
-        let key = aggregate_key(aggregate_type, aggregate_id);
-        match self.inner.db.get_pinned_cf(self.cf(CF_AGGREGATES)?, &key)? {
-            Some(bytes) => Ok(Some(AggregateRecord::decode(&self.inner.cipher.open(
-                CF_AGGREGATES,
-                &key,
-                &bytes,
-            )?)?)),
-            None => Ok(None),
-        }
+        self.inner.cipher.get(
+            &self.inner.db,
+            CF_AGGREGATES,
+            &aggregate_key(aggregate_type, aggregate_id),
+            AggregateRecord::decode,
+        )
     }
 
     /// The current state: one point lookup, whatever the history length.
@@ -531,7 +528,6 @@ impl Engine {
             read,
             IteratorMode::From(&start, Direction::Forward),
         );
-        let events_cf = self.cf(CF_EVENTS)?;
         let mut out = Vec::new();
         for item in iter {
             if out.len() >= take {
@@ -549,11 +545,13 @@ impl Engine {
                     .try_into()
                     .map_err(|_| EngineError::corrupt("stream entry", "not an event id"))?,
             );
-            let key = event_key(event_id);
-            match self.inner.db.get_pinned_cf(events_cf, key)? {
-                Some(bytes) => out.push(Event::decode_stored(
-                    &self.inner.cipher.open(CF_EVENTS, &key, &bytes)?,
-                )?),
+            match self.inner.cipher.get(
+                &self.inner.db,
+                CF_EVENTS,
+                &event_key(event_id),
+                Event::decode_stored,
+            )? {
+                Some(event) => out.push(event),
                 None => {
                     return Err(EngineError::corrupt(
                         "stream entry",
@@ -567,13 +565,12 @@ impl Engine {
 
     /// One event by id.
     pub fn event(&self, event_id: u64) -> Result<Option<Event>, EngineError> {
-        let key = event_key(event_id);
-        match self.inner.db.get_pinned_cf(self.cf(CF_EVENTS)?, key)? {
-            Some(bytes) => Ok(Some(Event::decode_stored(
-                &self.inner.cipher.open(CF_EVENTS, &key, &bytes)?,
-            )?)),
-            None => Ok(None),
-        }
+        self.inner.cipher.get(
+            &self.inner.db,
+            CF_EVENTS,
+            &event_key(event_id),
+            Event::decode_stored,
+        )
     }
 
     /// The outbox contract: committed events with `event_id > after_event_id`, ascending, at

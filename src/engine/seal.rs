@@ -335,6 +335,21 @@ impl ValueCipher {
         Ok(out)
     }
 
+    /// Reads the value at `key` in column family `cf` and hands its plaintext to `decode`:
+    /// the one way point reads meet sealed values. `None` when there is no value.
+    pub fn get<T>(
+        &self,
+        db: &DB,
+        cf: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, EngineError>,
+    ) -> Result<Option<T>, EngineError> {
+        match db.get_pinned_cf(super::cf(db, cf)?, key)? {
+            Some(stored) => Ok(Some(decode(&self.open(cf, key, &stored)?)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The plaintext of a stored value. A sealed value that is truncated, altered, or was
     /// sealed for another key or column family is an error, never returned.
     pub fn open<'a>(

@@ -27,16 +27,9 @@ const LEGACY_ADVICE: &str = "This build of EventDBX is single-tenant and pinned 
 /// Opens (creating if needed) the store in `dir`, after checking it is ours.
 pub fn open(dir: &Path, block_cache_bytes: usize) -> Result<DB, EngineError> {
     refuse_foreign_layouts(dir)?;
-    let existed = dir.join("CURRENT").exists();
+    let existed = exists(dir);
     if existed {
-        let cfs = DB::list_cf(&Options::default(), dir)?;
-        if !cfs.iter().any(|cf| cf == CF_META) {
-            return Err(EngineError::IncompatibleStore(format!(
-                "{} holds a RocksDB database that is not an EventDBX store (no `meta` column \
-                 family); point data_dir at an empty directory",
-                dir.display()
-            )));
-        }
+        require_meta_column_family(dir)?;
     }
 
     let cache = Cache::new_lru_cache(block_cache_bytes);
@@ -57,19 +50,27 @@ pub fn exists(dir: &Path) -> bool {
 /// Opens an existing store read-only, for inspection while a daemon may hold it open
 /// (read-only opens take no lock and write nothing, not even WAL recovery).
 pub fn open_read_only(dir: &Path) -> Result<DB, EngineError> {
-    let cfs = DB::list_cf(&Options::default(), dir)?;
-    if !cfs.iter().any(|cf| cf == CF_META) {
-        return Err(EngineError::IncompatibleStore(format!(
-            "{} holds a RocksDB database that is not an EventDBX store",
-            dir.display()
-        )));
-    }
+    require_meta_column_family(dir)?;
     Ok(DB::open_cf_for_read_only(
         &Options::default(),
         dir,
         ALL_CFS,
         false,
     )?)
+}
+
+/// Refuses a RocksDB database in `dir` that is not an EventDBX store (it has no `meta`
+/// column family).
+fn require_meta_column_family(dir: &Path) -> Result<(), EngineError> {
+    let cfs = DB::list_cf(&Options::default(), dir)?;
+    if cfs.iter().any(|cf| cf == CF_META) {
+        return Ok(());
+    }
+    Err(EngineError::IncompatibleStore(format!(
+        "{} holds a RocksDB database that is not an EventDBX store (no `meta` column \
+         family); point data_dir at an empty directory",
+        dir.display()
+    )))
 }
 
 /// Database-wide options. Each durability-relevant one is set explicitly, never inherited.
@@ -156,7 +157,7 @@ fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
             )));
         }
     }
-    if dir.is_dir() && !dir.join("CURRENT").exists() {
+    if dir.is_dir() && !exists(dir) {
         let entries = std::fs::read_dir(dir).map_err(|source| EngineError::Io {
             path: dir.display().to_string(),
             source,

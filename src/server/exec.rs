@@ -1382,14 +1382,14 @@ enum Test {
 /// row (drivers send `event_id > $1` parameters as untyped text). Text that is not an
 /// integer stays text, so the per-row comparison still reports it.
 fn integer_operand(left: &ValueRef, right: Scalar) -> Scalar {
-    match (left, right) {
-        (ValueRef::Column(ColumnRef::EventId | ColumnRef::Version), Scalar::Text(text)) => {
-            match text.trim().parse::<i64>() {
-                Ok(n) => Scalar::Int(n),
-                Err(_) => Scalar::Text(text),
+    match (left, &right) {
+        (ValueRef::Column(column), Scalar::Text(_)) if column.ty() == PgType::Int8 => {
+            match scalar_int(&right, column.name()) {
+                Ok(Some(n)) => Scalar::Int(n),
+                _ => right,
             }
         }
-        (_, right) => right,
+        _ => right,
     }
 }
 
