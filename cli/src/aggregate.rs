@@ -6,7 +6,7 @@ use tokio_postgres::types::Type;
 
 use crate::client::{runtime, Session};
 use crate::error::{exit, CliError, Result};
-use crate::output::{cell, fields, pretty, table};
+use crate::output::{cell, fields, json_table, pretty, table};
 use crate::workspace::discover;
 
 /// The write options shared by `aggregate create` and `aggregate apply`.
@@ -315,24 +315,18 @@ pub fn get(
     outln!("{}", pretty(aggregate.get("state").unwrap_or(&Value::Null)));
     if let Some(events) = events {
         outln!("events:");
-        let rows: Vec<Vec<String>> = events
-            .iter()
-            .map(|e| {
-                vec![
-                    cell(e.get("version")),
-                    cell(e.get("event_id")),
-                    cell(e.get("event_type")),
-                    cell(e.get("created_at")),
-                    cell(e.get("note")),
-                    cell(e.get("payload")),
-                ]
-            })
-            .collect();
         out!(
             "{}",
-            table(
-                &["VERSION", "EVENT ID", "EVENT", "CREATED", "NOTE", "PAYLOAD"],
-                &rows
+            json_table(
+                &events,
+                &[
+                    ("VERSION", "version"),
+                    ("EVENT ID", "event_id"),
+                    ("EVENT", "event_type"),
+                    ("CREATED", "created_at"),
+                    ("NOTE", "note"),
+                    ("PAYLOAD", "payload"),
+                ]
             )
         );
     }
@@ -415,23 +409,17 @@ pub fn list(
         }
         return Ok(());
     }
-    let table_rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                cell(r.get("aggregate_type")),
-                cell(r.get("aggregate_id")),
-                cell(r.get("version")),
-                cell(r.get("updated_at")),
-                cell(r.get("merkle_root")),
-            ]
-        })
-        .collect();
     out!(
         "{}",
-        table(
-            &["TYPE", "ID", "VERSION", "UPDATED", "MERKLE ROOT"],
-            &table_rows
+        json_table(
+            &rows,
+            &[
+                ("TYPE", "aggregate_type"),
+                ("ID", "aggregate_id"),
+                ("VERSION", "version"),
+                ("UPDATED", "updated_at"),
+                ("MERKLE ROOT", "merkle_root"),
+            ]
         )
     );
     if let Some(c) = next_cursor {

@@ -1,7 +1,7 @@
 //! Human output helpers: aligned tables, times, durations, and stdout writing that ends
 //! quietly when the reader goes away (`dbx ... | head`).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Writes formatted text to stdout. A closed pipe ends the program quietly with success,
 /// as a Unix filter does; any other write error ends it with one line on stderr.
@@ -122,6 +122,17 @@ pub fn cell(value: Option<&Value>) -> String {
     }
 }
 
+/// Rows of JSON objects as a [`table`]: one column per `(header, key)`, each cell by
+/// [`cell`].
+pub fn json_table(rows: &[Map<String, Value>], columns: &[(&str, &str)]) -> String {
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| columns.iter().map(|(_, key)| cell(row.get(*key))).collect())
+        .collect();
+    table(&headers, &cells)
+}
+
 /// Pretty JSON (two-space indent).
 pub fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
@@ -141,6 +152,25 @@ mod tests {
             ],
         );
         assert_eq!(out, "ID  NAME\n1   alpha\n22  b\n");
+    }
+
+    #[test]
+    fn json_tables_pick_columns_by_key() {
+        let rows: Vec<Map<String, Value>> = [
+            serde_json::json!({"id": "a-1", "version": 3, "note": null}),
+            serde_json::json!({"id": "b", "version": 12}),
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+        let out = json_table(
+            &rows,
+            &[("VERSION", "version"), ("ID", "id"), ("NOTE", "note")],
+        );
+        assert_eq!(
+            out,
+            "VERSION  ID   NOTE\n3        a-1  -\n12       b    -\n"
+        );
     }
 
     #[test]

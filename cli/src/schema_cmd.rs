@@ -9,7 +9,7 @@ use tokio_postgres::types::Type;
 
 use crate::client::{runtime, Session};
 use crate::error::{exit, io_error, CliError, Result};
-use crate::output::table;
+use crate::output::json_table;
 use crate::workspace::{current_dir, discover};
 
 /// The schema source file name discovered by default.
@@ -163,17 +163,17 @@ pub fn apply(token: Option<&str>, file: Option<&Path>, json_out: bool) -> Result
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
     );
-    let table_rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                crate::output::cell(r.get("aggregate_type")),
-                crate::output::cell(r.get("schema_version")),
-            ]
-        })
-        .collect();
-    if !table_rows.is_empty() {
-        out!("{}", table(&["AGGREGATE", "SCHEMA VERSION"], &table_rows));
+    if !rows.is_empty() {
+        out!(
+            "{}",
+            json_table(
+                &rows,
+                &[
+                    ("AGGREGATE", "aggregate_type"),
+                    ("SCHEMA VERSION", "schema_version")
+                ]
+            )
+        );
     }
     Ok(0)
 }
