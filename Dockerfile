@@ -39,7 +39,8 @@ RUN apt-get update \
 COPY --from=build /out/dbx /usr/local/bin/dbx
 
 ENV EVENTDBX_AUTO_INIT=1 \
-    MALLOC_ARENA_MAX=2 \
+    MIMALLOC_PURGE_DELAY=10 \
+    MIMALLOC_ALLOW_THP=0 \
     EVENTDBX_BIND_ADDR=0.0.0.0 \
     EVENTDBX_PORT=6363
 USER eventdbx

@@ -2,6 +2,11 @@
 //! acknowledgment; the parent kills it with SIGKILL at random moments, many times, and after
 //! each kill checks that every acknowledged event survived byte for byte, versions are
 //! gap-free, the outbox is complete and ordered, and every aggregate verifies.
+//!
+//! Every other round the child also flushes the memtables every few milliseconds, so the
+//! WAL switches files constantly and RocksDB reuses old WAL files (`recycle_log_file_num`):
+//! those kills land in a recycled WAL whose tail still holds records from its previous use,
+//! which recovery must tell apart from acknowledged writes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -13,6 +18,10 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 const CHILD_DIR_ENV: &str = "EVENTDBX_CRASH_CHILD_DIR";
+/// Set for rounds whose child flushes the memtables continuously (see the module doc).
+const CHILD_ROTATE_WAL_ENV: &str = "EVENTDBX_CRASH_ROTATE_WAL";
+/// Pause between forced flushes in a rotating round: several WAL switches per round.
+const ROTATE_EVERY: Duration = Duration::from_millis(25);
 const ROUNDS: usize = 12;
 const WRITERS: usize = 16;
 const AGGREGATES: usize = 8;
@@ -30,6 +39,13 @@ fn child_writer() {
     let dir = std::env::var(CHILD_DIR_ENV).expect("child needs its directory");
     let engine = Engine::open(options(&dir)).expect("child open");
     let out = std::sync::Arc::new(Mutex::new(std::io::stdout()));
+    if std::env::var_os(CHILD_ROTATE_WAL_ENV).is_some() {
+        let engine = engine.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(ROTATE_EVERY);
+            flush_all_column_families(&engine);
+        });
+    }
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let engine = engine.clone();
@@ -81,6 +97,18 @@ fn child_writer() {
     }
 }
 
+/// Flushes every column family (atomically, as the store is configured), which switches the
+/// WAL to a new or recycled file.
+fn flush_all_column_families(engine: &Engine) {
+    let db = engine.raw_db();
+    let handles: Vec<_> = eventdbx::engine::keys::ALL_CFS
+        .iter()
+        .filter_map(|name| db.cf_handle(name))
+        .collect();
+    db.flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+        .expect("flush in child");
+}
+
 struct Ack {
     event_id: u64,
     aggregate_id: String,
@@ -107,8 +135,14 @@ fn crash_recovery_keeps_every_acknowledged_event() {
     let exe = std::env::current_exe().expect("test binary");
     let mut rng = rand::rng();
     let mut all_acks: Vec<Ack> = Vec::new();
+    let mut rounds_in_recycled_wal = 0;
     for round in 0..ROUNDS {
-        let mut child = Command::new(&exe)
+        let rotate = round % 2 == 1;
+        let mut command = Command::new(&exe);
+        if rotate {
+            command.env(CHILD_ROTATE_WAL_ENV, "1");
+        }
+        let mut child = command
             .args([
                 "--ignored",
                 "--exact",
@@ -150,8 +184,14 @@ fn crash_recovery_keeps_every_acknowledged_event() {
         child.kill().expect("SIGKILL child");
         let _ = child.wait();
         let acks = reader.join().expect("reader");
+        // The child's RocksDB info log says when it switched to a recycled WAL file.
+        let child_log = std::fs::read_to_string(dir.path().join("data").join("LOG"))
+            .expect("child's RocksDB LOG");
+        let recycled = child_log.contains("from recycle list");
+        rounds_in_recycled_wal += usize::from(rotate && recycled);
         eprintln!(
-            "round {round}: {} acknowledged events before SIGKILL",
+            "round {round}: {} acknowledged events before SIGKILL (rotating WAL: {rotate}, \
+             recycled a WAL file: {recycled})",
             acks.len()
         );
         all_acks.extend(acks);
@@ -223,6 +263,10 @@ fn crash_recovery_keeps_every_acknowledged_event() {
             "counters survive the crash"
         );
     }
+    assert!(
+        rounds_in_recycled_wal > 0,
+        "no rotating round reused a WAL file, so recovery from a recycled WAL went untested"
+    );
     assert!(
         all_acks.len() > 100,
         "the child acknowledged too little to prove anything: {}",

@@ -674,3 +674,94 @@ fn long_outbox_pages_keep_order_filters_and_checkpoints_with_and_without_a_key()
         );
     }
 }
+
+/// Appends reach the store two ways: a writer alone commits on its own thread, concurrent
+/// writers are grouped by the committer thread. Whatever mix of the two, ids rise in commit
+/// order, versions have no gaps, and after shutdown neither way accepts an append.
+#[test]
+fn lone_and_grouped_appends_share_one_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("multi-thread runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("current-thread runtime");
+
+    // Alone, on a multi-thread runtime (commits in place) and on a current-thread runtime
+    // (may not block its only thread, so it queues).
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let runtime = if n % 2 == 0 { &multi } else { &current };
+        let outcome = runtime
+            .block_on(engine.append_async(one("order", "lone", "changed", json!({"n": n}))))
+            .expect("lone append");
+        assert_eq!(outcome.events[0].version, n + 1);
+        ids.push(outcome.events[0].event_id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "lone appends: {ids:?}");
+
+    // A crowd: async tasks and blocking threads together, in bursts.
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            multi.spawn(async move {
+                for n in 0..30 {
+                    let id = format!("agg-{}", n % 3);
+                    engine
+                        .append_async(one("order", &id, "changed", json!({"t": t, "n": n})))
+                        .await
+                        .expect("async append");
+                }
+            })
+        })
+        .collect();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for n in 0..30 {
+                    let id = format!("agg-{}", n % 3);
+                    engine
+                        .append(one("order", &id, "changed", json!({"b": t, "n": n})))
+                        .expect("blocking append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        multi.block_on(task).expect("task");
+    }
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    let mut total = 20;
+    for a in 0..3 {
+        let events = engine
+            .events_of("order", &format!("agg-{a}"), 0, 10_000, u64::MAX)
+            .expect("events");
+        assert!(events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.version == i as u64 + 1));
+        total += events.len();
+    }
+    assert_eq!(total, 20 + 12 * 30);
+    let page = engine.read_outbox(0, 1000).expect("outbox");
+    assert_eq!(page.events.len(), total);
+    assert!(page
+        .events
+        .windows(2)
+        .all(|w| w[0].event_id < w[1].event_id));
+    assert_eq!(engine.stats().expect("stats").events, total as u64);
+
+    engine.shutdown();
+    let late = one("order", "lone", "changed", json!({"late": true}));
+    assert!(matches!(
+        multi.block_on(engine.append_async(late.clone())),
+        Err(EngineError::Closed)
+    ));
+    assert!(matches!(engine.append(late), Err(EngineError::Closed)));
+}

@@ -24,7 +24,9 @@ use crate::error::{CliError, Result};
 
 /// mimalloc instead of glibc malloc: the server's hot paths allocate small, short-lived
 /// buffers on two threads pools (tokio workers and the committer), where glibc's arenas spent
-/// about 15% of the CPU in `_int_malloc`/`_int_free` under 32 appending clients (perf).
+/// about 15% of the CPU in `_int_malloc`/`_int_free` under 32 appending clients (perf). Built
+/// with mimalloc's `override` feature and exported by `build.rs`, it also serves RocksDB's
+/// C++ allocations, so one allocator holds the whole process's heap.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,18 +1,22 @@
 //! The commit path: the one write authority.
 //!
-//! A single committer thread receives every append. It drains whatever is queued (up to
-//! [`MAX_GROUP_REQUESTS`] / [`MAX_GROUP_EVENTS`]), stages each request against an overlay of
-//! the group's earlier requests (versions, expected-version checks, schema policy, Merkle
-//! frontier, state, snapshots, idempotency), puts the whole group into one `WriteBatch`, writes
-//! it with a synced WAL, and only then answers the writers. One fdatasync is shared by every
-//! writer in the group (group commit); a rejected request is simply left out of the batch.
-//! Because one thread assigns ids and writes batches in order, no reader can ever observe a
-//! higher event id before a lower one.
+//! Every append is committed as part of a *group* by whoever holds the one commit lock
+//! ([`CommitLock`]). Concurrent writers queue their requests for the committer thread, which
+//! drains whatever is queued (up to [`MAX_GROUP_REQUESTS`] / [`MAX_GROUP_EVENTS`]) into one
+//! group; a writer with no concurrent company commits its own request as a group of one on
+//! its own thread ([`Committer::commit_alone`]), saving two thread hand-offs. Either way the
+//! group stages each request against an overlay of the group's earlier requests (versions,
+//! expected-version checks, schema policy, Merkle frontier, state, snapshots, idempotency),
+//! puts the whole group into one `WriteBatch`, writes it with a synced WAL, and only then
+//! answers the writers. One fdatasync is shared by every writer in the group (group commit); a
+//! rejected request is simply left out of the batch. Because groups are staged and written
+//! one at a time under the lock, ids are assigned in write order and no reader can ever
+//! observe a higher event id before a lower one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -183,34 +187,43 @@ struct Group {
     staged_anything: bool,
 }
 
+/// The staging and writing half of the commit path. It sits behind one mutex
+/// ([`CommitLock`]): whoever holds the lock is the write authority for one group, so ids,
+/// versions and batches are assigned and written strictly one group after another whichever
+/// thread runs the group.
 pub(crate) struct Committer {
     parts: CommitterParts,
-    rx: mpsc::Receiver<Command>,
     sync_write: WriteOptions,
 }
 
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer").finish_non_exhaustive()
+    }
+}
+
+/// The commit path's one lock.
+pub(crate) type CommitLock = Arc<Mutex<Committer>>;
+
 impl Committer {
-    pub fn new(parts: CommitterParts, rx: mpsc::Receiver<Command>) -> Self {
+    pub fn new(parts: CommitterParts) -> Self {
         let mut sync_write = WriteOptions::default();
         // The durability contract: an append is acknowledged only after this write, whose
         // WAL record is fdatasync'ed before `write_opt` returns.
         sync_write.set_sync(true);
         sync_write.disable_wal(false);
-        Self {
-            parts,
-            rx,
-            sync_write,
-        }
+        Self { parts, sync_write }
     }
 
-    /// Runs until every sender is gone, finishing whatever was queued.
-    pub fn run(mut self) {
-        while let Some(first) = self.rx.blocking_recv() {
+    /// The committer thread: runs until every sender is gone, finishing whatever was queued.
+    /// Each wake-up drains the queue into one group, so concurrent writers share one sync.
+    pub fn run(lock: CommitLock, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
             let mut commands = Vec::with_capacity(16);
             let mut events = command_events(&first);
             commands.push(first);
             while commands.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
-                match self.rx.try_recv() {
+                match rx.try_recv() {
                     Ok(next) => {
                         events += command_events(&next);
                         commands.push(next);
@@ -218,8 +231,17 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(commands);
+            lock.lock().commit_group(commands);
         }
+    }
+
+    /// Commits one request as a group of its own, on the caller's thread. Used for a writer
+    /// with no concurrent company: it skips the two thread hand-offs (to the committer and
+    /// back) that only pay for themselves when there is a group to form.
+    pub fn commit_alone(&mut self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
+        let (reply, mut answer) = oneshot::channel();
+        self.commit_group(vec![Command::Append { request, reply }]);
+        answer.try_recv().map_err(|_| EngineError::Closed)?
     }
 
     fn commit_group(&mut self, commands: Vec<Command>) {

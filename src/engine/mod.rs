@@ -1,6 +1,6 @@
 //! The storage engine: the single write authority over a RocksDB store, and every read.
 //!
-//! Writes go through [`commit`] (one committer thread, group commit, synced WAL before any
+//! Writes go through [`commit`] (one commit lock, group commit, synced WAL before any
 //! acknowledgment). Reads go straight to RocksDB: every batch the committer writes is atomic
 //! and written in event-id order, so a reader always sees a prefix of the commit history.
 //! Nothing here knows SQL or pgwire; the schema reaches the write path only through
@@ -20,6 +20,7 @@ pub mod seal;
 pub mod snowflake;
 mod store;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -37,7 +38,7 @@ pub use policy::{AcceptAll, CheckedEvent, EventCheck, SnapshotSetting, WritePoli
 pub use seal::KeySpec;
 pub use store::{DOMAIN, STORE_FORMAT};
 
-use commit::{Command, Committer, CommitterParts};
+use commit::{Command, CommitLock, Committer, CommitterParts};
 use keys::{
     aggregate_key, aggregate_type_prefix, event_key, prefix_upper_bound, split_aggregate_key,
     stream_prefix, version_of_key, versioned_key, CF_AGGREGATES, CF_EVENTS, CF_META, CF_SNAPSHOTS,
@@ -128,6 +129,20 @@ impl VerifyReport {
     }
 }
 
+/// What RocksDB holds in memory right now, in bytes (RocksDB's own accounting; the process
+/// RSS adds allocator overhead, the Rust side and thread stacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryUsage {
+    /// Blocks in the shared block cache (data, index and filter blocks).
+    pub block_cache: u64,
+    /// The part of `block_cache` pinned by open iterators and L0 index/filter blocks.
+    pub block_cache_pinned: u64,
+    /// Every column family's memtables, mutable and immutable.
+    pub memtables: u64,
+    /// Table readers outside the block cache.
+    pub table_readers: u64,
+}
+
 /// Store-wide figures for status displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
@@ -146,8 +161,14 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     db: Arc<DB>,
+    /// The committer thread's queue; `None` once shut down (no append is accepted then,
+    /// inline or queued).
     sender: RwLock<Option<mpsc::Sender<Command>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// The commit path's lock, shared by the committer thread and lone writers.
+    commit_lock: CommitLock,
+    /// Appends between entry and answer, over both paths: 1 means the caller is alone.
+    appends_in_flight: AtomicUsize,
     policy: Arc<RwLock<Arc<dyn WritePolicy>>>,
     counters: Arc<RwLock<Counters>>,
     /// Opens what the committer sealed (a pass-through without a key).
@@ -162,6 +183,46 @@ impl Drop for Inner {
             let _ = handle.join();
         }
     }
+}
+
+/// Counts an append from entry to answer (see `Inner::appends_in_flight`).
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    /// The count right after this append entered.
+    at_entry: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let at_entry = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        Self { counter, at_entry }
+    }
+
+    /// True when no other append was in flight as this one entered.
+    fn alone(&self) -> bool {
+        self.at_entry == 1
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How the calling thread may block for a synced write.
+#[derive(Debug, Clone, Copy)]
+enum Blocking {
+    /// A plain thread: block.
+    Allowed,
+    /// A tokio worker: block through `block_in_place`.
+    InPlace,
+}
+
+/// True on a multi-threaded tokio runtime, where `block_in_place` is allowed.
+fn can_block_in_place() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily, EngineError> {
@@ -194,21 +255,19 @@ impl Engine {
         let counters = Arc::new(RwLock::new(counters));
         let policy: Arc<RwLock<Arc<dyn WritePolicy>>> = Arc::new(RwLock::new(Arc::new(AcceptAll)));
         let (sender, receiver) = mpsc::channel(COMMIT_QUEUE_DEPTH);
-        let committer = Committer::new(
-            CommitterParts {
-                db: db.clone(),
-                policy: policy.clone(),
-                counters: counters.clone(),
-                cipher: cipher.clone(),
-                snowflake: Snowflake::new(options.worker_id, last_event_id),
-                max_payload_bytes: options.max_payload_bytes,
-                default_snapshot_threshold: options.default_snapshot_threshold,
-            },
-            receiver,
-        );
+        let commit_lock: CommitLock = Arc::new(Mutex::new(Committer::new(CommitterParts {
+            db: db.clone(),
+            policy: policy.clone(),
+            counters: counters.clone(),
+            cipher: cipher.clone(),
+            snowflake: Snowflake::new(options.worker_id, last_event_id),
+            max_payload_bytes: options.max_payload_bytes,
+            default_snapshot_threshold: options.default_snapshot_threshold,
+        })));
+        let thread_lock = commit_lock.clone();
         let handle = std::thread::Builder::new()
             .name("eventdbx-commit".into())
-            .spawn(move || committer.run())
+            .spawn(move || Committer::run(thread_lock, receiver))
             .map_err(|source| EngineError::Io {
                 path: "committer thread".into(),
                 source,
@@ -218,6 +277,8 @@ impl Engine {
                 db,
                 sender: RwLock::new(Some(sender)),
                 committer: Mutex::new(Some(handle)),
+                commit_lock,
+                appends_in_flight: AtomicUsize::new(0),
                 policy,
                 counters,
                 cipher,
@@ -257,6 +318,11 @@ impl Engine {
     /// Appends atomically and durably; returns once the events are synced. Blocking: from
     /// async code use [`Engine::append_async`].
     pub fn append(&self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
+        let _in_flight = InFlight::enter(&self.inner.appends_in_flight);
+        let request = match self.try_commit_alone(&_in_flight, request, Blocking::Allowed) {
+            Ok(result) => return result,
+            Err(request) => request,
+        };
         let (reply, answer) = oneshot::channel();
         self.sender()?
             .blocking_send(Command::Append { request, reply })
@@ -266,12 +332,49 @@ impl Engine {
 
     /// [`Engine::append`] for async callers.
     pub async fn append_async(&self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
+        let in_flight = InFlight::enter(&self.inner.appends_in_flight);
+        // Blocking a runtime thread for a synced write is only acceptable where tokio can
+        // hand the thread's other tasks to a replacement worker meanwhile.
+        let request = if can_block_in_place() {
+            match self.try_commit_alone(&in_flight, request, Blocking::InPlace) {
+                Ok(result) => return result,
+                Err(request) => request,
+            }
+        } else {
+            request
+        };
         let (reply, answer) = oneshot::channel();
         self.sender()?
             .send(Command::Append { request, reply })
             .await
             .map_err(|_| EngineError::Closed)?;
         answer.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Commits `request` on the calling thread when no other append is in flight and the
+    /// commit lock is free; hands the request back otherwise, for the committer thread to
+    /// group it with its company.
+    fn try_commit_alone(
+        &self,
+        in_flight: &InFlight<'_>,
+        request: AppendRequest,
+        blocking: Blocking,
+    ) -> Result<Result<AppendOutcome, EngineError>, AppendRequest> {
+        if !in_flight.alone() {
+            return Err(request);
+        }
+        // Held until the write is done, so a shutdown waits for it rather than racing it.
+        let open = self.inner.sender.read();
+        if open.is_none() {
+            return Ok(Err(EngineError::Closed));
+        }
+        let Some(mut committer) = self.inner.commit_lock.try_lock() else {
+            return Err(request);
+        };
+        Ok(match blocking {
+            Blocking::Allowed => committer.commit_alone(request),
+            Blocking::InPlace => tokio::task::block_in_place(|| committer.commit_alone(request)),
+        })
     }
 
     /// Durably writes meta entries through the commit path, then runs `after` on the
@@ -326,6 +429,26 @@ impl Engine {
             aggregates: counters.aggregates,
             last_event_id: last_event_id(&self.inner.db)?,
         })
+    }
+
+    /// RocksDB's memory accounting, summed over the column families.
+    pub fn memory(&self) -> Result<MemoryUsage, EngineError> {
+        let db = &self.inner.db;
+        let mut usage = MemoryUsage::default();
+        for name in keys::ALL_CFS {
+            let cf = self.cf(name)?;
+            let property = |name: &str| -> Result<u64, EngineError> {
+                Ok(db.property_int_value_cf(cf, name)?.unwrap_or(0))
+            };
+            usage.memtables += property("rocksdb.cur-size-all-mem-tables")?;
+            usage.table_readers += property("rocksdb.estimate-table-readers-mem")?;
+            // One cache serves every column family: read it once.
+            if usage.block_cache == 0 {
+                usage.block_cache = property("rocksdb.block-cache-usage")?;
+                usage.block_cache_pinned = property("rocksdb.block-cache-pinned-usage")?;
+            }
+        }
+        Ok(usage)
     }
 
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, EngineError> {

@@ -260,8 +260,8 @@ impl std::fmt::Debug for ValueCipher {
 /// HChaCha20 comes from RustCrypto's `chacha20`; the RFC 8439 AEAD from `ring` (linked
 /// already for TLS). RustCrypto's `chacha20poly1305` produces the same bytes (a unit test
 /// checks both ways) but cost 1.6 µs per 300-byte value on this project's machine against
-/// 0.34 µs here, most of it in Poly1305 set-up, and every append seals two values on the
-/// single committer thread.
+/// 0.34 µs here, most of it in Poly1305 set-up, and every append seals two values under the
+/// one commit lock.
 pub(crate) struct XChaChaKey {
     key: Zeroizing<[u8; KEY_LEN]>,
 }
@@ -311,7 +311,7 @@ impl ValueCipher {
         };
         // Nonces come from the thread's CSPRNG (ChaCha, seeded and periodically reseeded
         // from the OS): 192 random bits never repeat in practice, and a `getrandom` system
-        // call per value cost about a microsecond on the single committer thread.
+        // call per value cost about a microsecond under the one commit lock.
         let mut nonce = [0u8; NONCE_LEN];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
         let header = 1 + NONCE_LEN;

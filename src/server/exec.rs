@@ -547,6 +547,16 @@ impl Executor {
             "eventdbx.event_count" => stats()?.events.to_string(),
             "eventdbx.aggregate_count" => stats()?.aggregates.to_string(),
             "eventdbx.last_event_id" => stats()?.last_event_id.to_string(),
+            "eventdbx.storage_memory" => {
+                let usage = self.engine.memory().ok()?;
+                serde_json::json!({
+                    "block_cache_bytes": usage.block_cache,
+                    "block_cache_pinned_bytes": usage.block_cache_pinned,
+                    "memtable_bytes": usage.memtables,
+                    "table_reader_bytes": usage.table_readers,
+                })
+                .to_string()
+            }
             "eventdbx.restrict" => self.restrict.as_str().into(),
             "eventdbx.uptime_seconds" => self.started.elapsed().as_secs().to_string(),
             "eventdbx.schema_version" => self.schemas.version().to_string(),
