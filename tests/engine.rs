@@ -278,7 +278,7 @@ fn outbox_pages_are_complete_ordered_and_never_stall() {
     assert_eq!(seen, ids);
 
     // A filtered scan that finds nothing within its scan budget still advances.
-    let only_invoices = |e: &eventdbx::engine::Event| e.aggregate_type == "invoice";
+    let only_invoices = |e: &eventdbx::engine::EventView<'_>| e.aggregate_type == "invoice";
     let page = engine
         .scan_events(ids[0], 10, 3, &only_invoices)
         .expect("scan");
@@ -654,7 +654,7 @@ fn long_outbox_pages_keep_order_filters_and_checkpoints_with_and_without_a_key()
         }
         assert_eq!(seen, ids, "sealed={sealed}: every event exactly once");
         // A filtered scan: only invoices, at most 1,500 examined per call.
-        let only_invoices = |e: &eventdbx::engine::Event| e.aggregate_type == "invoice";
+        let only_invoices = |e: &eventdbx::engine::EventView<'_>| e.aggregate_type == "invoice";
         let mut invoices = Vec::new();
         let mut after = 0;
         loop {

@@ -57,6 +57,25 @@ async fn connects_with_a_token_and_answers_session_queries() {
         .expect("setting")
         .get(0);
     assert_eq!(num, "160006");
+    // RocksDB's own memory accounting, as one JSON object of byte counts.
+    let memory: String = client
+        .query_one("SELECT current_setting('eventdbx.storage_memory')", &[])
+        .await
+        .expect("storage memory")
+        .get(0);
+    let memory: Value = serde_json::from_str(&memory).expect("storage memory is JSON");
+    for key in [
+        "block_cache_bytes",
+        "block_cache_pinned_bytes",
+        "memtable_bytes",
+        "table_reader_bytes",
+    ] {
+        assert!(memory[key].is_u64(), "{key} in {memory}");
+    }
+    assert!(
+        memory["memtable_bytes"].as_u64() > Some(0),
+        "an open store has memtables: {memory}"
+    );
     client
         .batch_execute("BEGIN; COMMIT; DISCARD ALL; SET extra_float_digits = 3")
         .await
@@ -795,6 +814,24 @@ aggregate audit_trail {
         json!({"name": "Ada"}),
         "hidden field left out of the events view"
     );
+    // The whole-history scans (no aggregate named) read events in place; they redact too.
+    for sql in [
+        "SELECT payload FROM events WHERE event_id > 0",
+        "SELECT payload FROM outbox",
+    ] {
+        let payloads: Vec<Value> = client
+            .query(sql, &[])
+            .await
+            .expect(sql)
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(
+            payloads.contains(&json!({"name": "Ada"}))
+                && !payloads.iter().any(|p| p.get("ssn").is_some()),
+            "{sql}: {payloads:?}"
+        );
+    }
     let listed: Vec<String> = client
         .query("SELECT aggregate_type FROM aggregates", &[])
         .await

@@ -124,18 +124,7 @@ impl Event {
 
     /// Decodes a stored value. The hash is taken as stored; `verify` recomputes it.
     pub fn decode_stored(bytes: &[u8]) -> Result<Self, EngineError> {
-        let corrupt = || EngineError::corrupt("event", "truncated or malformed event record");
-        let mut reader = Reader::new(bytes);
-        let canonical = reader.bytes32().ok_or_else(corrupt)?;
-        let hash = reader.array::<32>().ok_or_else(corrupt)?;
-        let merkle_root = reader.array::<32>().ok_or_else(corrupt)?;
-        if !reader.is_empty() {
-            return Err(corrupt());
-        }
-        let mut event = Self::decode_canonical(canonical).ok_or_else(corrupt)?;
-        event.hash = hash;
-        event.merkle_root = merkle_root;
-        Ok(event)
+        EventView::decode_stored(bytes).map(|view| view.to_event())
     }
 
     /// The canonical bytes inside a stored value, and the leaf hash recomputed from them.
@@ -144,7 +133,61 @@ impl Event {
         reader.bytes32().map(leaf_hash)
     }
 
-    fn decode_canonical(bytes: &[u8]) -> Option<Self> {
+    /// The event as a view borrowing its fields.
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            event_id: self.event_id,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            version: self.version,
+            event_type: &self.event_type,
+            payload_json: &self.payload_json,
+            metadata_json: &self.metadata_json,
+            note: self.note.as_deref(),
+            created_at_micros: self.created_at_micros,
+            issued_by_group: &self.issued_by.group,
+            issued_by_user: &self.issued_by.user,
+            hash: self.hash,
+            merkle_root: self.merkle_root,
+        }
+    }
+}
+
+/// A committed event read in place: every text field borrows the stored record, so a scan
+/// can look at an event (filter it, copy the columns it projects) without first copying all
+/// of it into owned strings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventView<'a> {
+    pub event_id: u64,
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub version: u64,
+    pub event_type: &'a str,
+    pub payload_json: &'a str,
+    pub metadata_json: &'a str,
+    pub note: Option<&'a str>,
+    pub created_at_micros: i64,
+    pub issued_by_group: &'a str,
+    pub issued_by_user: &'a str,
+    pub hash: Hash,
+    pub merkle_root: Hash,
+}
+
+impl<'a> EventView<'a> {
+    /// Decodes a stored value in place. The hash is taken as stored; `verify` recomputes it.
+    pub fn decode_stored(bytes: &'a [u8]) -> Result<Self, EngineError> {
+        let corrupt = || EngineError::corrupt("event", "truncated or malformed event record");
+        let mut reader = Reader::new(bytes);
+        let canonical = reader.bytes32().ok_or_else(corrupt)?;
+        let hash = reader.array::<32>().ok_or_else(corrupt)?;
+        let merkle_root = reader.array::<32>().ok_or_else(corrupt)?;
+        if !reader.is_empty() {
+            return Err(corrupt());
+        }
+        Self::decode_canonical(canonical, hash, merkle_root).ok_or_else(corrupt)
+    }
+
+    fn decode_canonical(bytes: &'a [u8], hash: Hash, merkle_root: Hash) -> Option<Self> {
         let mut r = Reader::new(bytes);
         if r.u8()? != EVENT_FORMAT {
             return None;
@@ -152,18 +195,18 @@ impl Event {
         let event_id = r.u64()?;
         let version = r.u64()?;
         let created_at_micros = r.i64()?;
-        let aggregate_type = r.str16()?.to_owned();
-        let aggregate_id = r.str16()?.to_owned();
-        let event_type = r.str16()?.to_owned();
-        let group = r.str16()?.to_owned();
-        let user = r.str16()?.to_owned();
+        let aggregate_type = r.str16()?;
+        let aggregate_id = r.str16()?;
+        let event_type = r.str16()?;
+        let issued_by_group = r.str16()?;
+        let issued_by_user = r.str16()?;
         let note = match r.u8()? {
             0 => None,
-            1 => Some(r.str16()?.to_owned()),
+            1 => Some(r.str16()?),
             _ => return None,
         };
-        let payload_json = std::str::from_utf8(r.bytes32()?).ok()?.to_owned();
-        let metadata_json = std::str::from_utf8(r.bytes32()?).ok()?.to_owned();
+        let payload_json = std::str::from_utf8(r.bytes32()?).ok()?;
+        let metadata_json = std::str::from_utf8(r.bytes32()?).ok()?;
         if !r.is_empty() {
             return None;
         }
@@ -177,10 +220,32 @@ impl Event {
             metadata_json,
             note,
             created_at_micros,
-            issued_by: Issuer { group, user },
-            hash: [0; 32],
-            merkle_root: [0; 32],
+            issued_by_group,
+            issued_by_user,
+            hash,
+            merkle_root,
         })
+    }
+
+    /// An owned copy.
+    pub fn to_event(&self) -> Event {
+        Event {
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type.to_owned(),
+            aggregate_id: self.aggregate_id.to_owned(),
+            version: self.version,
+            event_type: self.event_type.to_owned(),
+            payload_json: self.payload_json.to_owned(),
+            metadata_json: self.metadata_json.to_owned(),
+            note: self.note.map(str::to_owned),
+            created_at_micros: self.created_at_micros,
+            issued_by: Issuer {
+                group: self.issued_by_group.to_owned(),
+                user: self.issued_by_user.to_owned(),
+            },
+            hash: self.hash,
+            merkle_root: self.merkle_root,
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use commit::{AppendOutcome, AppendRequest, NewEvent};
 pub use error::{EngineError, ExpectedVersion, SchemaRejection, ViolationClass};
-pub use event::{format_timestamp_micros, Event, Issuer};
+pub use event::{format_timestamp_micros, Event, EventView, Issuer};
 pub use merkle::Hash;
 pub use options::EngineOptions;
 pub use policy::{AcceptAll, CheckedEvent, EventCheck, SnapshotSetting, WritePolicy};
@@ -711,51 +711,65 @@ impl Engine {
         after_event_id: u64,
         take: usize,
         max_scan: usize,
-        keep: &dyn Fn(&Event) -> bool,
+        keep: &dyn Fn(&EventView<'_>) -> bool,
     ) -> Result<OutboxPage, EngineError> {
         let take = self.clamp_take(take);
+        let mut events = Vec::with_capacity(take.min(1024));
+        let mut next_after = after_event_id;
+        let mut bytes = 0usize;
+        let mut scanned = 0usize;
+        self.visit_events(after_event_id, &mut |event, stored_len| {
+            if events.len() >= take || scanned >= max_scan {
+                return false;
+            }
+            if keep(&event) {
+                if !events.is_empty() && bytes + stored_len > MAX_OUTBOX_PAGE_BYTES {
+                    // Page full by size: stop before this event; it leads the next page.
+                    return false;
+                }
+                bytes += stored_len;
+                events.push(event.to_event());
+            }
+            next_after = event.event_id;
+            scanned += 1;
+            true
+        })?;
+        Ok(OutboxPage {
+            events,
+            next_after_event_id: next_after,
+        })
+    }
+
+    /// Hands every event after `after_event_id` to `visit` in id order, read in place (no
+    /// copy of any field), with the size of its stored value, until `visit` returns false or
+    /// the history ends. The view borrows the iterator's current value: copy what must
+    /// outlive the call.
+    pub fn visit_events(
+        &self,
+        after_event_id: u64,
+        visit: &mut dyn FnMut(EventView<'_>, usize) -> bool,
+    ) -> Result<(), EngineError> {
         let Some(first) = after_event_id.checked_add(1) else {
-            return Ok(OutboxPage {
-                events: Vec::new(),
-                next_after_event_id: after_event_id,
-            });
+            return Ok(());
         };
         // A raw iterator lends key and value in place; the boxed iterator copied both into
         // fresh allocations for every event of every page.
         let mut iter = self.inner.db.raw_iterator_cf(self.cf(CF_EVENTS)?);
         iter.seek(event_key(first));
-        let mut events = Vec::with_capacity(take.min(1024));
-        let mut next_after = after_event_id;
-        let mut bytes = 0usize;
-        let mut scanned = 0usize;
-        while events.len() < take && scanned < max_scan {
-            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-                break;
-            };
-            let event_id = u64::from_be_bytes(
-                key.try_into()
-                    .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))?,
-            );
-            let value = self.inner.cipher.open(CF_EVENTS, key, value)?;
-            let event = Event::decode_stored(&value)?;
-            if keep(&event) {
-                if !events.is_empty() && bytes + value.len() > MAX_OUTBOX_PAGE_BYTES {
-                    // Page full by size: stop before this event; it leads the next page.
-                    break;
-                }
-                bytes += value.len();
-                events.push(event);
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if key.len() != 8 {
+                return Err(EngineError::corrupt("event key", "not 8 bytes"));
             }
-            next_after = event_id;
-            scanned += 1;
+            let value = self.inner.cipher.open(CF_EVENTS, key, value)?;
+            let event = EventView::decode_stored(&value)?;
+            if !visit(event, value.len()) {
+                return Ok(());
+            }
             iter.next();
         }
         // An iterator that stopped on an I/O or corruption error is not "the end".
         iter.status()?;
-        Ok(OutboxPage {
-            events,
-            next_after_event_id: next_after,
-        })
+        Ok(())
     }
 
     /// Recomputes one aggregate's Merkle root from its stored events and compares it with

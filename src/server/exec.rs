@@ -17,7 +17,8 @@ use super::values::{Cell, Param};
 use super::RestrictMode;
 use crate::auth::{Action, Principal, TokenStore};
 use crate::engine::{
-    AggregateState, AppendRequest, Engine, Event, ExpectedVersion, Issuer, NewEvent, VerifyReport,
+    AggregateState, AppendRequest, Engine, Event, EventView, ExpectedVersion, Issuer, NewEvent,
+    VerifyReport,
 };
 use crate::sql::{
     CallForm, Column, ColumnRef, CommandTag, CompareOp, InsertColumn, InsertEvents, Operand,
@@ -246,7 +247,7 @@ fn permission_denied(principal: &Principal, action: Action, what: &str) -> Failu
 
 /// A row of one of the virtual tables.
 enum Row<'a> {
-    Event(&'a Event),
+    Event(EventView<'a>),
     Aggregate(&'a AggregateState),
     Schema(&'a super::schemas::SchemaRow),
 }
@@ -346,11 +347,9 @@ impl Executor {
                 let engine = self.engine.clone();
                 let principal = principal.clone();
                 let page = tokio::task::spawn_blocking(move || {
-                    let keep = |e: &Event| {
-                        principal.allows(
-                            Action::OutboxRead,
-                            Some((&e.aggregate_type, &e.aggregate_id)),
-                        )
+                    let keep = |e: &EventView<'_>| {
+                        principal
+                            .allows(Action::OutboxRead, Some((e.aggregate_type, e.aggregate_id)))
                     };
                     engine.scan_events(after, take, MAX_SCAN_ROWS, &keep)
                 })
@@ -921,7 +920,7 @@ impl Executor {
         let mut rows = Vec::new();
         if !insert.returning.is_empty() {
             for event in &outcome.events {
-                rows.push(self.project(&Row::Event(event), &insert.returning, &[])?);
+                rows.push(self.project(&Row::Event(event.view()), &insert.returning, &[])?);
             }
         }
         Ok(Outcome::insert(columns, rows, count))
@@ -1082,7 +1081,7 @@ impl Executor {
 
     fn row_visible(&self, principal: &Principal, action: Action, row: &Row<'_>) -> bool {
         match row {
-            Row::Event(e) => principal.allows(action, Some((&e.aggregate_type, &e.aggregate_id))),
+            Row::Event(e) => principal.allows(action, Some((e.aggregate_type, e.aggregate_id))),
             Row::Aggregate(a) => {
                 principal.allows(action, Some((&a.aggregate_type, &a.aggregate_id)))
             }
@@ -1164,12 +1163,18 @@ impl Executor {
                 let id = eq_text(ColumnRef::AggregateId);
                 // Counts against the scan cap, redacts, and hands one event to `visit`.
                 let mut scanned = 0usize;
-                let mut emit = |event: Event| -> Result<bool, Failure> {
+                let mut emit = |event: EventView<'_>| -> Result<bool, Failure> {
                     scanned += 1;
                     if scanned > MAX_SCAN_ROWS {
                         return Err(too_many_rows());
                     }
-                    visit(Row::Event(&self.schemas.redact_event(event)))
+                    let payload = self
+                        .schemas
+                        .redact_payload(event.aggregate_type, event.payload_json);
+                    visit(Row::Event(EventView {
+                        payload_json: &payload,
+                        ..event
+                    }))
                 };
                 if let (Some(ty), Some(id)) = (&ty, &id) {
                     let (mut after, up_to) = version_bounds(filters);
@@ -1180,29 +1185,33 @@ impl Executor {
                             .map_err(map)?;
                         let Some(last) = batch.last() else { break };
                         after = last.version;
-                        for event in batch {
-                            if !emit(event)? {
+                        for event in &batch {
+                            if !emit(event.view())? {
                                 return Ok(());
                             }
                         }
                     }
                     return Ok(());
                 }
-                let (mut after, up_to) = event_id_bounds(filters);
-                loop {
-                    let page = self
-                        .engine
-                        .read_outbox(after, self.engine.options().page_limit)
-                        .map_err(map)?;
-                    if page.events.is_empty() {
-                        break;
-                    }
-                    after = page.next_after_event_id;
-                    for event in page.events {
-                        if event.event_id > up_to || !emit(event)? {
-                            return Ok(());
+                // Whole history in id order, each event looked at in place.
+                let (after, up_to) = event_id_bounds(filters);
+                let mut failure = None;
+                self.engine
+                    .visit_events(after, &mut |event, _| {
+                        if event.event_id > up_to {
+                            return false;
                         }
-                    }
+                        match emit(event) {
+                            Ok(more) => more,
+                            Err(err) => {
+                                failure = Some(err);
+                                false
+                            }
+                        }
+                    })
+                    .map_err(map)?;
+                if let Some(failure) = failure {
+                    return Err(failure);
                 }
             }
         }
@@ -1292,16 +1301,19 @@ fn column_cell(row: &Row<'_>, column: ColumnRef) -> Cell {
     match row {
         Row::Event(e) => match column {
             ColumnRef::EventId => int(e.event_id),
-            ColumnRef::AggregateType => Cell::Text(e.aggregate_type.clone()),
-            ColumnRef::AggregateId => Cell::Text(e.aggregate_id.clone()),
+            ColumnRef::AggregateType => Cell::Text(e.aggregate_type.to_owned()),
+            ColumnRef::AggregateId => Cell::Text(e.aggregate_id.to_owned()),
             ColumnRef::Version => int(e.version),
-            ColumnRef::EventType => Cell::Text(e.event_type.clone()),
-            ColumnRef::Payload => Cell::Text(e.payload_json.clone()),
-            ColumnRef::Metadata => Cell::Text(e.metadata_json.clone()),
-            ColumnRef::Note => e.note.clone().map(Cell::Text).unwrap_or(Cell::Null),
+            ColumnRef::EventType => Cell::Text(e.event_type.to_owned()),
+            ColumnRef::Payload => Cell::Text(e.payload_json.to_owned()),
+            ColumnRef::Metadata => Cell::Text(e.metadata_json.to_owned()),
+            ColumnRef::Note => e
+                .note
+                .map(|n| Cell::Text(n.to_owned()))
+                .unwrap_or(Cell::Null),
             ColumnRef::CreatedAt => Cell::Timestamp(e.created_at_micros),
             ColumnRef::IssuedBy => Cell::Text(
-                serde_json::json!({"group": e.issued_by.group, "user": e.issued_by.user})
+                serde_json::json!({"group": e.issued_by_group, "user": e.issued_by_user})
                     .to_string(),
             ),
             ColumnRef::Hash => Cell::Text(hex(&e.hash)),

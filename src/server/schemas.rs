@@ -2,6 +2,7 @@
 //! (so it governs the very next write, no restart), the `schemas` view, and the read-side
 //! redaction of hidden aggregates and fields.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -185,6 +186,17 @@ impl SchemaService {
         };
         if !schema.hidden_fields.is_empty() {
             *json_text = strip(json_text, &schema.hidden_fields);
+        }
+    }
+
+    /// A payload of the type without its hidden fields; borrowed when the type hides nothing.
+    pub fn redact_payload<'a>(&self, aggregate_type: &str, payload_json: &'a str) -> Cow<'a, str> {
+        let applied = self.applied.read();
+        match applied.set.aggregate(aggregate_type) {
+            Some(schema) if !schema.hidden_fields.is_empty() => {
+                Cow::Owned(strip(payload_json, &schema.hidden_fields))
+            }
+            _ => Cow::Borrowed(payload_json),
         }
     }
 

@@ -90,7 +90,7 @@ pub fn encode_row(
             _ if binary => put_value(&mut buf, &encode_binary(cell, ty)?),
             Cell::Text(text) => put_value(&mut buf, text.as_bytes()),
             Cell::Bool(b) => put_value(&mut buf, if *b { b"t" } else { b"f" }),
-            Cell::Int(i) => put_value(&mut buf, i.to_string().as_bytes()),
+            Cell::Int(i) => put_value(&mut buf, itoa::Buffer::new().format(*i).as_bytes()),
             other => put_value(&mut buf, other.to_text().unwrap_or_default().as_bytes()),
         }
     }
