@@ -39,6 +39,11 @@ impl<'a> Reader<'a> {
         self.take(N)?.try_into().ok()
     }
 
+    /// The next `N` bytes in place.
+    pub fn array_ref<const N: usize>(&mut self) -> Option<&'a [u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
     pub fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }

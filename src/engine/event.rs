@@ -147,8 +147,8 @@ impl Event {
             created_at_micros: self.created_at_micros,
             issued_by_group: &self.issued_by.group,
             issued_by_user: &self.issued_by.user,
-            hash: self.hash,
-            merkle_root: self.merkle_root,
+            hash: &self.hash,
+            merkle_root: &self.merkle_root,
         }
     }
 }
@@ -169,8 +169,8 @@ pub struct EventView<'a> {
     pub created_at_micros: i64,
     pub issued_by_group: &'a str,
     pub issued_by_user: &'a str,
-    pub hash: Hash,
-    pub merkle_root: Hash,
+    pub hash: &'a Hash,
+    pub merkle_root: &'a Hash,
 }
 
 impl<'a> EventView<'a> {
@@ -179,15 +179,15 @@ impl<'a> EventView<'a> {
         let corrupt = || EngineError::corrupt("event", "truncated or malformed event record");
         let mut reader = Reader::new(bytes);
         let canonical = reader.bytes32().ok_or_else(corrupt)?;
-        let hash = reader.array::<32>().ok_or_else(corrupt)?;
-        let merkle_root = reader.array::<32>().ok_or_else(corrupt)?;
+        let hash = reader.array_ref::<32>().ok_or_else(corrupt)?;
+        let merkle_root = reader.array_ref::<32>().ok_or_else(corrupt)?;
         if !reader.is_empty() {
             return Err(corrupt());
         }
         Self::decode_canonical(canonical, hash, merkle_root).ok_or_else(corrupt)
     }
 
-    fn decode_canonical(bytes: &'a [u8], hash: Hash, merkle_root: Hash) -> Option<Self> {
+    fn decode_canonical(bytes: &'a [u8], hash: &'a Hash, merkle_root: &'a Hash) -> Option<Self> {
         let mut r = Reader::new(bytes);
         if r.u8()? != EVENT_FORMAT {
             return None;
@@ -243,8 +243,8 @@ impl<'a> EventView<'a> {
                 group: self.issued_by_group.to_owned(),
                 user: self.issued_by_user.to_owned(),
             },
-            hash: self.hash,
-            merkle_root: self.merkle_root,
+            hash: *self.hash,
+            merkle_root: *self.merkle_root,
         }
     }
 }

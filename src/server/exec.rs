@@ -1316,8 +1316,8 @@ fn column_cell(row: &Row<'_>, column: ColumnRef) -> Cell {
                 serde_json::json!({"group": e.issued_by_group, "user": e.issued_by_user})
                     .to_string(),
             ),
-            ColumnRef::Hash => Cell::Text(hex(&e.hash)),
-            ColumnRef::MerkleRoot => Cell::Text(hex(&e.merkle_root)),
+            ColumnRef::Hash => Cell::Text(hex(e.hash)),
+            ColumnRef::MerkleRoot => Cell::Text(hex(e.merkle_root)),
             _ => Cell::Null,
         },
         Row::Aggregate(a) => match column {
