@@ -1163,14 +1163,13 @@ impl Executor {
                 let id = eq_text(ColumnRef::AggregateId);
                 // Counts against the scan cap, redacts, and hands one event to `visit`.
                 let mut scanned = 0usize;
+                let redactor = self.schemas.redactor();
                 let mut emit = |event: EventView<'_>| -> Result<bool, Failure> {
                     scanned += 1;
                     if scanned > MAX_SCAN_ROWS {
                         return Err(too_many_rows());
                     }
-                    let payload = self
-                        .schemas
-                        .redact_payload(event.aggregate_type, event.payload_json);
+                    let payload = redactor.payload(event.aggregate_type, event.payload_json);
                     visit(Row::Event(EventView {
                         payload_json: &payload,
                         ..event

@@ -189,14 +189,11 @@ impl SchemaService {
         }
     }
 
-    /// A payload of the type without its hidden fields; borrowed when the type hides nothing.
-    pub fn redact_payload<'a>(&self, aggregate_type: &str, payload_json: &'a str) -> Cow<'a, str> {
-        let applied = self.applied.read();
-        match applied.set.aggregate(aggregate_type) {
-            Some(schema) if !schema.hidden_fields.is_empty() => {
-                Cow::Owned(strip(payload_json, &schema.hidden_fields))
-            }
-            _ => Cow::Borrowed(payload_json),
+    /// The schema as applied now, for redacting many events without taking the lock for
+    /// each (a scan redacts with the schema it started under).
+    pub fn redactor(&self) -> Redactor {
+        Redactor {
+            set: self.applied.read().set.clone(),
         }
     }
 
@@ -210,6 +207,23 @@ impl SchemaService {
     pub fn redact_event(&self, mut event: Event) -> Event {
         self.strip_hidden(&event.aggregate_type, &mut event.payload_json);
         event
+    }
+}
+
+/// Redacts payloads with one applied schema (see [`SchemaService::redactor`]).
+pub struct Redactor {
+    set: Arc<CompiledSchemaSet>,
+}
+
+impl Redactor {
+    /// A payload of the type without its hidden fields; borrowed when the type hides nothing.
+    pub fn payload<'a>(&self, aggregate_type: &str, payload_json: &'a str) -> Cow<'a, str> {
+        match self.set.aggregate(aggregate_type) {
+            Some(schema) if !schema.hidden_fields.is_empty() => {
+                Cow::Owned(strip(payload_json, &schema.hidden_fields))
+            }
+            _ => Cow::Borrowed(payload_json),
+        }
     }
 }
 
