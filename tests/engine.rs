@@ -478,36 +478,44 @@ fn reopen_keeps_everything_and_ids_keep_rising() {
         .ok());
 }
 
-#[test]
-fn concurrent_writers_get_gap_free_versions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = open(dir.path());
-    let threads: Vec<_> = (0..16)
+/// Starts `threads` blocking writers, each appending `per_thread` events round-robin to
+/// `order/agg-0..aggregates`.
+fn spawn_blocking_writers(
+    engine: &Engine,
+    threads: usize,
+    per_thread: usize,
+    aggregates: usize,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
         .map(|t| {
             let engine = engine.clone();
             std::thread::spawn(move || {
-                for n in 0..25 {
-                    let id = format!("agg-{}", n % 4);
+                for n in 0..per_thread {
+                    let id = format!("agg-{}", n % aggregates);
                     engine
                         .append(one("order", &id, "changed", json!({"t": t, "n": n})))
-                        .expect("append");
+                        .expect("blocking append");
                 }
             })
         })
-        .collect();
-    for t in threads {
-        t.join().expect("writer thread");
-    }
+        .collect()
+}
+
+/// Checks `order/agg-0..aggregates` have gap-free versions and verify; returns their events.
+fn assert_gap_free_and_verified(engine: &Engine, aggregates: usize) -> usize {
     let mut total = 0;
-    for a in 0..4 {
+    for a in 0..aggregates {
         let id = format!("agg-{a}");
         let events = engine
             .events_of("order", &id, 0, 10_000, u64::MAX)
             .expect("events");
-        assert!(events
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.version == i as u64 + 1));
+        assert!(
+            events
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.version == i as u64 + 1),
+            "{id}: versions have a gap"
+        );
         total += events.len();
         assert!(engine
             .verify("order", &id)
@@ -515,13 +523,28 @@ fn concurrent_writers_get_gap_free_versions() {
             .expect("exists")
             .ok());
     }
-    assert_eq!(total, 400);
+    total
+}
+
+/// Checks the outbox holds `total` events in strictly rising id order.
+fn assert_outbox_complete_and_ordered(engine: &Engine, total: usize) {
     let page = engine.read_outbox(0, 1000).expect("outbox");
-    assert_eq!(page.events.len(), 400);
+    assert_eq!(page.events.len(), total);
     assert!(page
         .events
         .windows(2)
         .all(|w| w[0].event_id < w[1].event_id));
+}
+
+#[test]
+fn concurrent_writers_get_gap_free_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    for t in spawn_blocking_writers(&engine, 16, 25, 4) {
+        t.join().expect("writer thread");
+    }
+    assert_eq!(assert_gap_free_and_verified(&engine, 4), 400);
+    assert_outbox_complete_and_ordered(&engine, 400);
 }
 
 #[test]
@@ -718,43 +741,16 @@ fn lone_and_grouped_appends_share_one_order() {
             })
         })
         .collect();
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let engine = engine.clone();
-            std::thread::spawn(move || {
-                for n in 0..30 {
-                    let id = format!("agg-{}", n % 3);
-                    engine
-                        .append(one("order", &id, "changed", json!({"b": t, "n": n})))
-                        .expect("blocking append");
-                }
-            })
-        })
-        .collect();
+    let threads = spawn_blocking_writers(&engine, 4, 30, 3);
     for task in tasks {
         multi.block_on(task).expect("task");
     }
     for thread in threads {
         thread.join().expect("thread");
     }
-    let mut total = 20;
-    for a in 0..3 {
-        let events = engine
-            .events_of("order", &format!("agg-{a}"), 0, 10_000, u64::MAX)
-            .expect("events");
-        assert!(events
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.version == i as u64 + 1));
-        total += events.len();
-    }
+    let total = 20 + assert_gap_free_and_verified(&engine, 3);
     assert_eq!(total, 20 + 12 * 30);
-    let page = engine.read_outbox(0, 1000).expect("outbox");
-    assert_eq!(page.events.len(), total);
-    assert!(page
-        .events
-        .windows(2)
-        .all(|w| w[0].event_id < w[1].event_id));
+    assert_outbox_complete_and_ordered(&engine, total);
     assert_eq!(engine.stats().expect("stats").events, total as u64);
 
     engine.shutdown();
