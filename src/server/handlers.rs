@@ -34,7 +34,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::errors::{auth_failure, error, error_with, is_auth_failure, user_error, Failure};
 use super::exec::{Executor, Outcome, OutcomeKind};
 use super::session::Session;
-use super::values::{decode_param, encode_row, Param};
+use super::values::{decode_param, encode_rows, Param};
 use crate::sql::{self, CommandTag, PgType, SessionStatement, SqlError, Statement};
 
 /// A parsed statement as stored for the extended protocol.
@@ -197,11 +197,9 @@ impl QueryHandler {
                 let schema = Arc::new(fields(&outcome.columns, format));
                 let types: Vec<Type> = schema.iter().map(|f| f.datatype().clone()).collect();
                 let formats: Vec<FieldFormat> = schema.iter().map(FieldInfo::format).collect();
-                let mut rows = Vec::with_capacity(outcome.rows.len());
-                for row in &outcome.rows {
-                    rows.push(Ok(encode_row(row, &types, &formats)?));
-                }
-                let mut response = QueryResponse::new(schema, stream::iter(rows));
+                let rows = encode_rows(&outcome.rows, &types, &formats)?;
+                let mut response =
+                    QueryResponse::new(schema, stream::iter(rows.into_iter().map(Ok)));
                 response.set_command_tag(&base_tag(statement));
                 Response::Query(response)
             }
