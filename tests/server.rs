@@ -974,3 +974,75 @@ async fn results_larger_than_the_write_batch_arrive_whole_and_in_order() {
     assert_eq!(data_rows, total);
     server.stop().await;
 }
+
+/// A scan whose results are all text is written straight to wire bytes; one with binary
+/// columns goes through cells. Both must say the same thing for every column, NULLs, JSON
+/// paths, LIMIT and OFFSET included.
+#[tokio::test]
+async fn text_and_binary_results_of_a_scan_agree() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, note) VALUES \
+             ('order', 'o-1', 'order_created', '{\"status\":\"open\",\"n\":1}', 'first'), \
+             ('order', 'o-2', 'order_created', '{\"status\":\"open\",\"n\":2}', NULL), \
+             ('order', 'o-1', 'order_paid', '{\"status\":\"paid\",\"n\":3}', NULL)",
+        )
+        .await
+        .expect("seed");
+    let sql = "SELECT event_id, aggregate_type, aggregate_id, version, event_type, payload, \
+               metadata, note, created_at, issued_by, hash, merkle_root, payload->>'status' \
+               FROM events WHERE event_id > 0 ORDER BY event_id LIMIT 2 OFFSET 1";
+    // The simple protocol: every value in text format (written while scanning).
+    let text_rows: Vec<Vec<Option<String>>> = client
+        .simple_query(sql)
+        .await
+        .expect("simple")
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    // The extended protocol through tokio-postgres: binary results (encoded from cells).
+    let binary_rows = client.query(sql, &[]).await.expect("extended");
+    assert_eq!(text_rows.len(), 2, "LIMIT 2 OFFSET 1 of 3 events");
+    assert_eq!(binary_rows.len(), 2);
+    for (text, binary) in text_rows.iter().zip(&binary_rows) {
+        let event_id: i64 = binary.get(0);
+        let version: i64 = binary.get(3);
+        let payload: Value = binary.get(5);
+        let metadata: Value = binary.get(6);
+        let note: Option<String> = binary.get(7);
+        let issued_by: Value = binary.get(9);
+        let status: Option<String> = binary.get(12);
+        assert_eq!(text[0].as_deref(), Some(event_id.to_string().as_str()));
+        assert_eq!(text[1].as_deref(), Some(binary.get::<_, &str>(1)));
+        assert_eq!(text[2].as_deref(), Some(binary.get::<_, &str>(2)));
+        assert_eq!(text[3].as_deref(), Some(version.to_string().as_str()));
+        assert_eq!(text[4].as_deref(), Some(binary.get::<_, &str>(4)));
+        let text_json = |i: usize| -> Value {
+            serde_json::from_str(text[i].as_deref().expect("not null")).expect("json text")
+        };
+        assert_eq!(text_json(5), payload);
+        assert_eq!(text_json(6), metadata);
+        assert_eq!(text[7], note);
+        assert!(
+            text[8].as_deref().is_some_and(|t| t.ends_with("+00")),
+            "{:?}",
+            text[8]
+        );
+        assert_eq!(text_json(9), issued_by);
+        assert_eq!(text[10].as_deref(), Some(binary.get::<_, &str>(10)));
+        assert_eq!(text[11].as_deref(), Some(binary.get::<_, &str>(11)));
+        assert_eq!(text[12], status);
+    }
+    assert_eq!(text_rows[0][7], None, "the second event has no note");
+    assert_eq!(text_rows[1][12].as_deref(), Some("paid"));
+    server.stop().await;
+}

@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use pgwire::error::ErrorInfo;
+use pgwire::messages::data::DataRow;
 use serde_json::{Map, Value};
 
 use super::errors::{engine_error, error, error_with, Failure};
 use super::schemas::SchemaService;
 use super::session::{Session, Transaction};
-use super::values::{Cell, Param};
+use super::values::{encode_cells, put_value, Cell, Param};
 use super::RestrictMode;
 use crate::auth::{Action, Principal, TokenStore};
 use crate::engine::{
@@ -49,6 +51,9 @@ pub struct Outcome {
     pub kind: OutcomeKind,
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Cell>>,
+    /// The rows already encoded in text format, when the client asked for text results and
+    /// the executor wrote each row's values as it scanned (`rows` is then empty).
+    pub text_rows: Option<Vec<DataRow>>,
     /// CommandComplete text (None for an empty query).
     pub tag: Option<String>,
     /// ParameterStatus messages to send (SET of a reported setting).
@@ -70,6 +75,7 @@ impl Outcome {
             kind: OutcomeKind::Command,
             columns: Vec::new(),
             rows: Vec::new(),
+            text_rows: None,
             tag: Some(tag),
             parameter_status: Vec::new(),
         }
@@ -85,6 +91,7 @@ impl Outcome {
             },
             columns,
             rows,
+            text_rows: None,
             tag: CommandTag::Insert.text(events),
             parameter_status: Vec::new(),
         }
@@ -96,6 +103,7 @@ impl Outcome {
             kind: OutcomeKind::Rows,
             columns,
             rows,
+            text_rows: None,
             tag: tag.text(count),
             parameter_status: Vec::new(),
         }
@@ -282,6 +290,7 @@ impl Executor {
         session: &Session,
         statement: &Statement,
         params: &[Param],
+        results: ResultFormat,
     ) -> Result<Outcome, Failure> {
         let _inflight = self.admit()?;
         let _busy = session.activity.busy();
@@ -311,7 +320,9 @@ impl Executor {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        let result = self.execute_inner(session, statement, params).await;
+        let result = self
+            .execute_inner(session, statement, params, results)
+            .await;
         if result.is_err() {
             if let Some(transaction) = session.state.lock().transaction.as_mut() {
                 transaction.failed = true;
@@ -325,6 +336,7 @@ impl Executor {
         session: &Session,
         statement: &Statement,
         params: &[Param],
+        results: ResultFormat,
     ) -> Result<Outcome, Failure> {
         let principal = &session.principal;
         match statement {
@@ -332,11 +344,12 @@ impl Executor {
                 kind: OutcomeKind::Empty,
                 columns: Vec::new(),
                 rows: Vec::new(),
+                text_rows: None,
                 tag: None,
                 parameter_status: Vec::new(),
             }),
             Statement::Insert(insert) => self.insert(session, insert, params).await,
-            Statement::Query(query) => self.query(principal, query, params).await,
+            Statement::Query(query) => self.query(principal, query, params, results).await,
             Statement::ReadOutbox { after, take, form } => {
                 self.require(principal, Action::OutboxRead, "the outbox")?;
                 let after = scalar_int(&bind(after, params)?, "after_event_id")?.unwrap_or(0);
@@ -459,7 +472,10 @@ impl Executor {
                 ))
             }
             Statement::Projected { inner, columns } => {
-                let mut outcome = Box::pin(self.execute_inner(session, inner, params)).await?;
+                // Re-projected below, so the inner rows stay cells.
+                let mut outcome =
+                    Box::pin(self.execute_inner(session, inner, params, ResultFormat::AsCells))
+                        .await?;
                 outcome.rows = outcome
                     .rows
                     .into_iter()
@@ -973,6 +989,7 @@ impl Executor {
         principal: &Principal,
         query: &Query,
         params: &[Param],
+        results: ResultFormat,
     ) -> Result<Outcome, Failure> {
         let action = match query.table {
             Table::Events | Table::Aggregates => Action::AggregateRead,
@@ -1011,6 +1028,16 @@ impl Executor {
             _ => None,
         };
 
+        // Rows in scan order, all values in text: write each one straight into the result
+        // buffer from the row being scanned (one copy per value, no cells in between).
+        let write_text = results == ResultFormat::Text && !count_only && !needs_sort;
+        let field_count = i16::try_from(columns.len()).unwrap_or(i16::MAX);
+        // Rows are split off this buffer; when it runs out, `BytesMut` allocates a fresh one
+        // at least as large as the first, so a result costs one allocation per chunk, not
+        // one per value.
+        let mut text_buffer =
+            BytesMut::with_capacity(if write_text { TEXT_RESULT_CHUNK } else { 0 });
+        let mut text_rows: Vec<DataRow> = Vec::new();
         let mut rows: Vec<Vec<Cell>> = Vec::new();
         let mut sort_keys: Vec<Vec<Cell>> = Vec::new();
         let mut matched = 0usize;
@@ -1034,10 +1061,26 @@ impl Executor {
                         .collect(),
                 );
             }
+            if write_text {
+                encode_projection_text(&mut text_buffer, &row, &query.items, params)?;
+                text_rows.push(DataRow::new(text_buffer.split(), field_count));
+                return Ok(wanted.is_none_or(|w| text_rows.len() < w));
+            }
             rows.push(self.project(&row, &query.items, params)?);
             Ok(wanted.is_none_or(|w| rows.len() < w))
         };
         self.scan(query, &filters, &mut visit)?;
+        if write_text {
+            let text_rows: Vec<DataRow> = text_rows
+                .into_iter()
+                .skip(offset)
+                .take(limit.unwrap_or(usize::MAX))
+                .collect();
+            let mut outcome = Outcome::rows(columns, Vec::new(), CommandTag::Select);
+            outcome.tag = CommandTag::Select.text(text_rows.len() as u64);
+            outcome.text_rows = Some(text_rows);
+            return Ok(outcome);
+        }
 
         if count_only {
             // As in PostgreSQL, LIMIT and OFFSET apply to the one result row, not to the
@@ -1227,12 +1270,7 @@ impl Executor {
         for item in items {
             match item {
                 SelectItem::Wildcard => {
-                    let table_columns: &[ColumnRef] = match row {
-                        Row::Event(_) => Table::Events.columns(),
-                        Row::Aggregate(_) => Table::Aggregates.columns(),
-                        Row::Schema(_) => Table::Schemas.columns(),
-                    };
-                    cells.extend(table_columns.iter().map(|c| column_cell(row, *c)));
+                    cells.extend(table_columns(row).iter().map(|c| column_cell(row, *c)));
                 }
                 SelectItem::Column { column, .. } => cells.push(column_cell(row, *column)),
                 SelectItem::Json {
@@ -1292,6 +1330,79 @@ fn reported_name(lower: &str) -> Option<&'static str> {
         "search_path" => "search_path",
         _ => return None,
     })
+}
+
+/// Bytes of text-format rows allocated at a time while a scan writes its result.
+const TEXT_RESULT_CHUNK: usize = 64 * 1024;
+
+/// How the client takes a statement's result values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    /// Every column in text format: rows may be written straight to wire bytes.
+    Text,
+    /// Some column in binary format (or the rows are processed further): rows stay cells
+    /// for the protocol layer to encode.
+    AsCells,
+}
+
+/// Appends a projected row's values to `buf`, all in text format, as
+/// `values::encode_cells` would write the cells `Executor::project` makes, but copying
+/// text columns straight from the row.
+fn encode_projection_text(
+    buf: &mut BytesMut,
+    row: &Row<'_>,
+    items: &[SelectItem],
+    params: &[Param],
+) -> Result<(), Failure> {
+    for item in items {
+        match item {
+            SelectItem::Wildcard => {
+                for column in table_columns(row) {
+                    encode_column_text(buf, row, *column)?;
+                }
+            }
+            SelectItem::Column { column, .. } => encode_column_text(buf, row, *column)?,
+            SelectItem::Json {
+                column,
+                path,
+                as_text,
+                ..
+            } => {
+                let cell = json_path(&column_cell(row, *column), path, *as_text, params)?;
+                encode_cells(buf, &[cell], &[], &[])?;
+            }
+            SelectItem::CountStar { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// One column of a row in text format; the event's text columns without an intermediate copy.
+fn encode_column_text(buf: &mut BytesMut, row: &Row<'_>, column: ColumnRef) -> Result<(), Failure> {
+    if let Row::Event(e) = row {
+        let text = match column {
+            ColumnRef::AggregateType => Some(e.aggregate_type),
+            ColumnRef::AggregateId => Some(e.aggregate_id),
+            ColumnRef::EventType => Some(e.event_type),
+            ColumnRef::Payload => Some(e.payload_json),
+            ColumnRef::Metadata => Some(e.metadata_json),
+            _ => None,
+        };
+        if let Some(text) = text {
+            put_value(buf, text.as_bytes());
+            return Ok(());
+        }
+    }
+    encode_cells(buf, &[column_cell(row, column)], &[], &[])
+}
+
+/// The columns `*` stands for in a row's table.
+fn table_columns(row: &Row<'_>) -> &'static [ColumnRef] {
+    match row {
+        Row::Event(_) => Table::Events.columns(),
+        Row::Aggregate(_) => Table::Aggregates.columns(),
+        Row::Schema(_) => Table::Schemas.columns(),
+    }
 }
 
 /// The value of a column for a row.

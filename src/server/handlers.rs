@@ -32,7 +32,7 @@ use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
 use super::errors::{auth_failure, error, error_with, is_auth_failure, user_error, Failure};
-use super::exec::{Executor, Outcome, OutcomeKind};
+use super::exec::{Executor, Outcome, OutcomeKind, ResultFormat};
 use super::session::Session;
 use super::values::{decode_param, encode_rows, Param};
 use crate::sql::{self, CommandTag, PgType, SessionStatement, SqlError, Statement};
@@ -170,11 +170,14 @@ impl QueryHandler {
         session: &Session,
         statement: &Statement,
         params: &[Param],
+        results: ResultFormat,
     ) -> Result<Outcome, Failure> {
         if matches!(statement, Statement::Session(SessionStatement::Commit)) {
             return self.executor.commit(session).await;
         }
-        self.executor.execute(session, statement, params).await
+        self.executor
+            .execute(session, statement, params, results)
+            .await
     }
 
     fn respond(
@@ -197,7 +200,10 @@ impl QueryHandler {
                 let schema = Arc::new(fields(&outcome.columns, format));
                 let types: Vec<Type> = schema.iter().map(|f| f.datatype().clone()).collect();
                 let formats: Vec<FieldFormat> = schema.iter().map(FieldInfo::format).collect();
-                let rows = encode_rows(&outcome.rows, &types, &formats)?;
+                let rows = match outcome.text_rows {
+                    Some(rows) => rows,
+                    None => encode_rows(&outcome.rows, &types, &formats)?,
+                };
                 let mut response =
                     QueryResponse::new(schema, stream::iter(rows.into_iter().map(Ok)));
                 response.set_command_tag(&base_tag(statement));
@@ -248,7 +254,8 @@ impl SimpleQueryHandler for QueryHandler {
         };
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            match self.run(&session, statement, &[]).await {
+            // The simple protocol sends every value as text.
+            match self.run(&session, statement, &[], ResultFormat::Text).await {
                 Ok(outcome) => {
                     Self::send_parameter_status(client, &outcome).await?;
                     match Self::respond(statement, outcome, None) {
@@ -528,8 +535,16 @@ impl ExtendedQueryHandler for QueryHandler {
                     .map_err(user_error)?,
             );
         }
+        let result_columns = prepared.statement.result_columns().len();
+        let results = if (0..result_columns)
+            .all(|i| field_format(Some(&portal.result_column_format), i) == FieldFormat::Text)
+        {
+            ResultFormat::Text
+        } else {
+            ResultFormat::AsCells
+        };
         let outcome = self
-            .run(&session, &prepared.statement, &params)
+            .run(&session, &prepared.statement, &params, results)
             .await
             .map_err(user_error)?;
         Self::send_parameter_status(client, &outcome).await?;

@@ -66,7 +66,8 @@ pub fn format_timestamptz(micros: i64) -> String {
     }
 }
 
-fn put_value(buf: &mut BytesMut, bytes: &[u8]) {
+/// Appends one non-null value: its length, then its bytes.
+pub fn put_value(buf: &mut BytesMut, bytes: &[u8]) {
     buf.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
     buf.put_slice(bytes);
 }
@@ -94,8 +95,9 @@ pub fn encode_rows(
 }
 
 /// Appends a row's values to `buf`. Text values go straight into the buffer: building each
-/// as its own `String` first cost a copy and an allocation per cell.
-fn encode_cells(
+/// as its own `String` first cost a copy and an allocation per cell. With no types and
+/// formats given, every value is written in text format.
+pub fn encode_cells(
     buf: &mut BytesMut,
     cells: &[Cell],
     types: &[Type],
