@@ -91,6 +91,14 @@ pub fn running_pid(ws: &Workspace) -> Option<u32> {
     alive(pid).then_some(pid)
 }
 
+/// The daemon's resident memory in bytes (VmRSS), where `/proc` says.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// The live daemon's status record, if it is running and has written one.
 pub fn running_status(ws: &Workspace) -> Option<DaemonStatus> {
     let pid = running_pid(ws)?;
@@ -517,6 +525,7 @@ pub fn status(token_flag: Option<&str>, json: bool) -> Result<i32> {
                 .max(0) as u64
         });
     let counts = crate::client::server_counts(&ws, token_flag);
+    let resident = resident_bytes(status.pid);
     if json {
         let mut out = serde_json::json!({
             "running": true,
@@ -527,6 +536,7 @@ pub fn status(token_flag: Option<&str>, json: bool) -> Result<i32> {
             "version": status.version,
             "restrict": status.restrict,
             "workspace": ws.dir.display().to_string(),
+            "resident_bytes": resident,
         });
         if let (Ok((events, aggregates)), Some(map)) = (&counts, out.as_object_mut()) {
             let number = |text: &String| {
@@ -552,6 +562,12 @@ pub fn status(token_flag: Option<&str>, json: bool) -> Result<i32> {
         ("version", status.version.clone()),
         ("restrict", status.restrict.clone()),
         ("workspace", ws.dir.display().to_string()),
+        (
+            "memory",
+            resident
+                .map(|bytes| format!("{} MiB resident", bytes / (1024 * 1024)))
+                .unwrap_or_else(|| "-".into()),
+        ),
     ];
     match counts {
         Ok((events, aggregates)) => {

@@ -41,12 +41,20 @@ fn background_start_status_refuse_second_stop() {
         "uptime",
         env!("CARGO_PKG_VERSION"),
         "strict",
+        "MiB resident",
     ] {
         assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
     }
     let json = p.run(&["serve", "status", "--json"]).ok().json();
     assert_eq!(json["running"], true);
     assert_eq!(json["pid"].as_u64(), Some(pid));
+    // A running daemon holds at least its block cache's first blocks and its memtables.
+    assert!(
+        json["resident_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 1024 * 1024),
+        "{json}"
+    );
 
     let out = p.run(&["serve", "start"]).fails(1);
     assert!(
