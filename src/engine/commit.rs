@@ -194,6 +194,9 @@ struct Group {
 pub(crate) struct Committer {
     parts: CommitterParts,
     sync_write: WriteOptions,
+    /// Moving average of recent synced writes, in microseconds (`u64::MAX` before the
+    /// first): how long a lone writer would block its thread.
+    typical_write_micros: u64,
 }
 
 impl std::fmt::Debug for Committer {
@@ -212,7 +215,17 @@ impl Committer {
         // WAL record is fdatasync'ed before `write_opt` returns.
         sync_write.set_sync(true);
         sync_write.disable_wal(false);
-        Self { parts, sync_write }
+        Self {
+            parts,
+            sync_write,
+            typical_write_micros: u64::MAX,
+        }
+    }
+
+    /// How long a synced group write has typically taken lately; `None` before the first.
+    pub fn typical_write(&self) -> Option<std::time::Duration> {
+        (self.typical_write_micros != u64::MAX)
+            .then(|| std::time::Duration::from_micros(self.typical_write_micros))
     }
 
     /// The committer thread: runs until every sender is gone, finishing whatever was queued.
@@ -237,7 +250,8 @@ impl Committer {
 
     /// Commits one request as a group of its own, on the caller's thread. Used for a writer
     /// with no concurrent company: it skips the two thread hand-offs (to the committer and
-    /// back) that only pay for themselves when there is a group to form.
+    /// back) that only pay for themselves when there is a group to form. The caller decides
+    /// how to block from [`Committer::typical_write`].
     pub fn commit_alone(&mut self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
         let (reply, mut answer) = oneshot::channel();
         self.commit_group(vec![Command::Append { request, reply }]);
@@ -305,14 +319,23 @@ impl Committer {
         }
     }
 
-    fn write_group(&self, group: &mut Group) -> Result<(), rocksdb::Error> {
+    fn write_group(&mut self, group: &mut Group) -> Result<(), rocksdb::Error> {
         if let Ok(meta) = cf(&self.parts.db, CF_META) {
             group
                 .batch
                 .put_cf(meta, META_COUNTERS, group.counters.encode());
         }
         let batch = std::mem::take(&mut group.batch);
-        self.parts.db.write_opt(batch, &self.sync_write)
+        let started = std::time::Instant::now();
+        let written = self.parts.db.write_opt(batch, &self.sync_write);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        // An average over roughly the last eight writes: one slow sync raises it at once by
+        // an eighth of its excess, a run of them takes it over any threshold.
+        self.typical_write_micros = match self.typical_write_micros {
+            u64::MAX => micros,
+            typical => typical - typical / 8 + micros / 8,
+        };
+        written
     }
 
     fn load(&self, group: &Group, key: &AggKey) -> Result<Working, EngineError> {
