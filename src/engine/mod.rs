@@ -221,7 +221,8 @@ const INLINE_COMMIT_MAX_TYPICAL_WRITE: std::time::Duration = std::time::Duration
 enum Blocking {
     /// A plain thread: block.
     Allowed,
-    /// A tokio worker: block through `block_in_place`.
+    /// A tokio worker: block directly while synced writes are quick
+    /// ([`INLINE_COMMIT_MAX_TYPICAL_WRITE`]), through `block_in_place` otherwise.
     InPlace,
 }
 
@@ -324,8 +325,8 @@ impl Engine {
     /// Appends atomically and durably; returns once the events are synced. Blocking: from
     /// async code use [`Engine::append_async`].
     pub fn append(&self, request: AppendRequest) -> Result<AppendOutcome, EngineError> {
-        let _in_flight = InFlight::enter(&self.inner.appends_in_flight);
-        let request = match self.try_commit_alone(&_in_flight, request, Blocking::Allowed) {
+        let in_flight = InFlight::enter(&self.inner.appends_in_flight);
+        let request = match self.try_commit_alone(&in_flight, request, Blocking::Allowed) {
             Ok(result) => return result,
             Err(request) => request,
         };
@@ -447,20 +448,22 @@ impl Engine {
 
     /// RocksDB's memory accounting, summed over the column families.
     pub fn memory(&self) -> Result<MemoryUsage, EngineError> {
-        let db = &self.inner.db;
-        let mut usage = MemoryUsage::default();
-        for name in keys::ALL_CFS {
-            let cf = self.cf(name)?;
-            let property = |name: &str| -> Result<u64, EngineError> {
-                Ok(db.property_int_value_cf(cf, name)?.unwrap_or(0))
-            };
-            usage.memtables += property("rocksdb.cur-size-all-mem-tables")?;
-            usage.table_readers += property("rocksdb.estimate-table-readers-mem")?;
-            // One cache serves every column family: read it once.
-            if usage.block_cache == 0 {
-                usage.block_cache = property("rocksdb.block-cache-usage")?;
-                usage.block_cache_pinned = property("rocksdb.block-cache-pinned-usage")?;
-            }
+        let property = |cf: &'static str, name: &str| -> Result<u64, EngineError> {
+            Ok(self
+                .inner
+                .db
+                .property_int_value_cf(self.cf(cf)?, name)?
+                .unwrap_or(0))
+        };
+        // One cache serves every column family: ask any of them once.
+        let mut usage = MemoryUsage {
+            block_cache: property(CF_EVENTS, "rocksdb.block-cache-usage")?,
+            block_cache_pinned: property(CF_EVENTS, "rocksdb.block-cache-pinned-usage")?,
+            ..MemoryUsage::default()
+        };
+        for cf in keys::ALL_CFS {
+            usage.memtables += property(cf, "rocksdb.cur-size-all-mem-tables")?;
+            usage.table_readers += property(cf, "rocksdb.estimate-table-readers-mem")?;
         }
         Ok(usage)
     }
@@ -730,12 +733,17 @@ impl Engine {
         let take = self.clamp_take(take);
         let mut events = Vec::with_capacity(take.min(1024));
         let mut next_after = after_event_id;
+        if max_scan == 0 {
+            return Ok(OutboxPage {
+                events,
+                next_after_event_id: next_after,
+            });
+        }
         let mut bytes = 0usize;
         let mut scanned = 0usize;
+        // The limits are checked after each event, so the scan never reads (and opens and
+        // decodes) the event after the page.
         self.visit_events(after_event_id, &mut |event, stored_len| {
-            if events.len() >= take || scanned >= max_scan {
-                return false;
-            }
             if keep(&event) {
                 if !events.is_empty() && bytes + stored_len > MAX_OUTBOX_PAGE_BYTES {
                     // Page full by size: stop before this event; it leads the next page.
@@ -746,7 +754,7 @@ impl Engine {
             }
             next_after = event.event_id;
             scanned += 1;
-            true
+            events.len() < take && scanned < max_scan
         })?;
         Ok(OutboxPage {
             events,

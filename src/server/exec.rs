@@ -97,6 +97,18 @@ impl Outcome {
         }
     }
 
+    /// SELECT rows already encoded in text format (see `Outcome::text_rows`).
+    fn text_rows(columns: Vec<Column>, rows: Vec<DataRow>) -> Self {
+        Self {
+            kind: OutcomeKind::Rows,
+            columns,
+            rows: Vec::new(),
+            tag: CommandTag::Select.text(rows.len() as u64),
+            text_rows: Some(rows),
+            parameter_status: Vec::new(),
+        }
+    }
+
     fn rows(columns: Vec<Column>, rows: Vec<Vec<Cell>>, tag: CommandTag) -> Self {
         let count = rows.len() as u64;
         Self {
@@ -1076,10 +1088,7 @@ impl Executor {
                 .skip(offset)
                 .take(limit.unwrap_or(usize::MAX))
                 .collect();
-            let mut outcome = Outcome::rows(columns, Vec::new(), CommandTag::Select);
-            outcome.tag = CommandTag::Select.text(text_rows.len() as u64);
-            outcome.text_rows = Some(text_rows);
-            return Ok(outcome);
+            return Ok(Outcome::text_rows(columns, text_rows));
         }
 
         if count_only {

@@ -66,6 +66,18 @@ fn field_format(format: Option<&Format>, index: usize) -> FieldFormat {
     }
 }
 
+/// True when `format` puts every result column in text (what `field_format` says for any
+/// column index), without building the statement's result columns on every Execute.
+fn all_text(format: &Format) -> bool {
+    match format {
+        Format::UnifiedText => true,
+        Format::UnifiedBinary => false,
+        Format::Individual(codes) => codes
+            .iter()
+            .all(|code| FieldFormat::from(*code) == FieldFormat::Text),
+    }
+}
+
 fn fields(columns: &[sql::Column], format: Option<&Format>) -> Vec<FieldInfo> {
     columns
         .iter()
@@ -535,10 +547,7 @@ impl ExtendedQueryHandler for QueryHandler {
                     .map_err(user_error)?,
             );
         }
-        let result_columns = prepared.statement.result_columns().len();
-        let results = if (0..result_columns)
-            .all(|i| field_format(Some(&portal.result_column_format), i) == FieldFormat::Text)
-        {
+        let results = if all_text(&portal.result_column_format) {
             ResultFormat::Text
         } else {
             ResultFormat::AsCells
