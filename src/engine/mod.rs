@@ -47,7 +47,7 @@ use keys::{
 use merkle::Frontier;
 use options::{COMMIT_QUEUE_DEPTH, MAX_OUTBOX_PAGE_BYTES};
 use record::{decode_snapshot, AggregateRecord};
-use seal::ValueCipher;
+use seal::{OpenScratch, ValueCipher};
 use snowflake::Snowflake;
 
 /// Totals kept in the meta column family, updated in every group commit.
@@ -778,12 +778,16 @@ impl Engine {
         // fresh allocations for every event of every page.
         let mut iter = self.inner.db.raw_iterator_cf(self.cf(CF_EVENTS)?);
         iter.seek(event_key(first));
+        let mut scratch = OpenScratch::default();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             if key.len() != 8 {
                 return Err(EngineError::corrupt("event key", "not 8 bytes"));
             }
-            let value = self.inner.cipher.open(CF_EVENTS, key, value)?;
-            let event = EventView::decode_stored(&value)?;
+            let value = self
+                .inner
+                .cipher
+                .open_reusing(CF_EVENTS, key, value, &mut scratch)?;
+            let event = EventView::decode_stored(value)?;
             if !visit(event, value.len()) {
                 return Ok(());
             }
