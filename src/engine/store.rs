@@ -9,7 +9,7 @@ use rocksdb::{
 };
 
 use super::error::EngineError;
-use super::keys::{ALL_CFS, CF_EVENTS, CF_META, META_DOMAIN, META_FORMAT};
+use super::keys::{ALL_CFS, CF_EVENTS, CF_META, CF_STREAMS, META_DOMAIN, META_FORMAT};
 
 /// Version of the on-disk layout this build writes and reads.
 pub const STORE_FORMAT: u32 = 1;
@@ -138,10 +138,24 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_format_version(6);
     table.set_block_size(16 * 1024);
-    // Point lookups (aggregates, idempotency keys, stream entries) skip SSTs without the key.
-    table.set_bloom_filter(10.0, false);
+    // Bloom filters where point lookups can miss: aggregates and idempotency keys (most
+    // idempotency lookups are misses), snapshots and meta. `streams` is only ever read by
+    // bounded range scans, which filters cannot help, and `events` by scans and by ids that
+    // exist (see below). A filter is built in memory for a whole SST file before it is
+    // written, 8 bytes per key: `streams` holds ~4 million tiny entries per 64 MiB file, so a
+    // compaction of a large history held tens of MiB for a filter nothing reads, and the
+    // finished filters took block-cache space from data.
+    if name != CF_STREAMS {
+        table.set_bloom_filter(10.0, false);
+    }
 
     let mut opts = Options::default();
+    if name == CF_EVENTS {
+        // Event ids are looked up only when they exist (from a stream entry or a cursor),
+        // and ids grow with time, so an id's key range is in one file per level: the
+        // bottommost level, which holds nearly all the history, needs no filter.
+        opts.set_optimize_filters_for_hits(true);
+    }
     opts.set_block_based_table_factory(&table);
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
