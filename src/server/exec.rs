@@ -3,8 +3,11 @@
 //! projections, transactions and session statements. Produces rows of [`Cell`]s; the
 //! protocol glue in `handlers` turns them into pgwire responses.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use futures::{stream, Stream};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -13,8 +16,9 @@ use pgwire::messages::data::DataRow;
 use serde_json::{Map, Value};
 
 use super::errors::{engine_error, error, error_with, Failure};
+use super::schemas::Redactor;
 use super::schemas::SchemaService;
-use super::session::{Session, Transaction};
+use super::session::{Activity, BusyGuard, Session, Transaction};
 use super::values::{encode_cells, put_value, Cell, Param};
 use super::RestrictMode;
 use crate::auth::{Action, Principal, TokenStore};
@@ -53,7 +57,7 @@ pub struct Outcome {
     pub rows: Vec<Vec<Cell>>,
     /// The rows already encoded in text format, when the client asked for text results and
     /// the executor wrote each row's values as it scanned (`rows` is then empty).
-    pub text_rows: Option<Vec<DataRow>>,
+    pub text_rows: Option<TextRows>,
     /// CommandComplete text (None for an empty query).
     pub tag: Option<String>,
     /// ParameterStatus messages to send (SET of a reported setting).
@@ -98,12 +102,17 @@ impl Outcome {
     }
 
     /// SELECT rows already encoded in text format (see `Outcome::text_rows`).
-    fn text_rows(columns: Vec<Column>, rows: Vec<DataRow>) -> Self {
+    fn text_rows(columns: Vec<Column>, rows: TextRows) -> Self {
+        let count = match &rows {
+            TextRows::Ready(rows) => rows.len() as u64,
+            // pgwire counts the rows it sends for the tag.
+            TextRows::Streamed(_) => 0,
+        };
         Self {
             kind: OutcomeKind::Rows,
             columns,
             rows: Vec::new(),
-            tag: CommandTag::Select.text(rows.len() as u64),
+            tag: CommandTag::Select.text(count),
             text_rows: Some(rows),
             parameter_status: Vec::new(),
         }
@@ -122,6 +131,26 @@ impl Outcome {
     }
 }
 
+/// Text-format result rows: all of them, or chunks read as the connection asks for them.
+pub enum TextRows {
+    Ready(Vec<DataRow>),
+    /// Chunks of rows in order; an `Err` ends the result (rows sent before it stay sent,
+    /// as when PostgreSQL fails partway through a result).
+    Streamed(RowChunks),
+}
+
+/// A streamed result's chunks (see [`HistoryStream`]).
+pub type RowChunks = Pin<Box<dyn Stream<Item = Result<Vec<DataRow>, Failure>> + Send + Sync>>;
+
+impl std::fmt::Debug for TextRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TextRows::Ready(rows) => f.debug_tuple("Ready").field(&rows.len()).finish(),
+            TextRows::Streamed(_) => f.write_str("Streamed"),
+        }
+    }
+}
+
 /// Shared by every connection.
 #[derive(Debug)]
 pub struct Executor {
@@ -130,16 +159,24 @@ pub struct Executor {
     pub schemas: Arc<SchemaService>,
     pub restrict: RestrictMode,
     pub started: Instant,
-    /// Statements running now (graceful shutdown waits for them to answer).
-    pub inflight: AtomicUsize,
+    /// Statements running now, streamed results included (graceful shutdown waits for
+    /// them to answer).
+    pub inflight: Arc<AtomicUsize>,
     /// Set at shutdown: new statements are refused, running ones finish.
     pub draining: AtomicBool,
 }
 
 /// Counts a statement as in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight(Arc<AtomicUsize>);
 
-impl Drop for InFlight<'_> {
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -282,9 +319,8 @@ impl Executor {
     }
 
     /// Admits a statement unless the server is draining; the guard keeps it counted.
-    fn admit(&self) -> Result<InFlight<'_>, Failure> {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight(&self.inflight);
+    fn admit(&self) -> Result<InFlight, Failure> {
+        let guard = InFlight::enter(&self.inflight);
         if self.draining.load(Ordering::SeqCst) {
             return Err(Box::new(ErrorInfo::new(
                 "FATAL".into(),
@@ -336,9 +372,7 @@ impl Executor {
             .execute_inner(session, statement, params, results)
             .await;
         if result.is_err() {
-            if let Some(transaction) = session.state.lock().transaction.as_mut() {
-                transaction.failed = true;
-            }
+            session.mark_failed();
         }
         result
     }
@@ -361,7 +395,10 @@ impl Executor {
                 parameter_status: Vec::new(),
             }),
             Statement::Insert(insert) => self.insert(session, insert, params).await,
-            Statement::Query(query) => self.query(principal, query, params, results).await,
+            Statement::Query(query) => {
+                self.query(principal, &session.activity, query, params, results)
+                    .await
+            }
             Statement::ReadOutbox { after, take, form } => {
                 self.require(principal, Action::OutboxRead, "the outbox")?;
                 let after = scalar_int(&bind(after, params)?, "after_event_id")?.unwrap_or(0);
@@ -999,6 +1036,7 @@ impl Executor {
     async fn query(
         &self,
         principal: &Principal,
+        activity: &Arc<Activity>,
         query: &Query,
         params: &[Param],
         results: ResultFormat,
@@ -1042,8 +1080,33 @@ impl Executor {
 
         // Rows in scan order, all values in text: write each one straight into the result
         // buffer from the row being scanned (one copy per value, no cells in between).
-        let write_text = results == ResultFormat::Text && !count_only && !needs_sort;
+        let write_text = results != ResultFormat::AsCells && !count_only && !needs_sort;
         let field_count = i16::try_from(columns.len()).unwrap_or(i16::MAX);
+        if write_text
+            && results == ResultFormat::TextStreamed
+            && wanted.is_none_or(|rows| rows > STREAM_MIN_ROWS)
+            && HistoryStream::applies(query, &filters)
+        {
+            let (after, up_to) = event_id_bounds(&filters);
+            let stream = HistoryStream {
+                engine: self.engine.clone(),
+                redactor: self.schemas.redactor(),
+                principal: principal.clone(),
+                action,
+                items: query.items.clone(),
+                filters,
+                params: params.to_vec(),
+                field_count,
+                skip: offset,
+                remaining: limit,
+                after,
+                up_to,
+                scanned: 0,
+                done: limit == Some(0),
+                _running: (InFlight::enter(&self.inflight), activity.busy()),
+            };
+            return Ok(Outcome::text_rows(columns, stream.into_rows()));
+        }
         // Rows are split off this buffer; when it runs out, `BytesMut` allocates a fresh one
         // at least as large as the first, so a result costs one allocation per chunk, not
         // one per value.
@@ -1054,7 +1117,7 @@ impl Executor {
         let mut sort_keys: Vec<Vec<Cell>> = Vec::new();
         let mut matched = 0usize;
         let mut visit = |row: Row<'_>| -> Result<bool, Failure> {
-            if !self.row_visible(principal, action, &row) || !row_matches(&row, &filters, params)? {
+            if !row_visible(principal, action, &row) || !row_matches(&row, &filters, params)? {
                 return Ok(true);
             }
             matched += 1;
@@ -1088,7 +1151,7 @@ impl Executor {
                 .skip(offset)
                 .take(limit.unwrap_or(usize::MAX))
                 .collect();
-            return Ok(Outcome::text_rows(columns, text_rows));
+            return Ok(Outcome::text_rows(columns, TextRows::Ready(text_rows)));
         }
 
         if count_only {
@@ -1131,142 +1194,14 @@ impl Executor {
         Ok(Outcome::rows(columns, rows, CommandTag::Select))
     }
 
-    fn row_visible(&self, principal: &Principal, action: Action, row: &Row<'_>) -> bool {
-        match row {
-            Row::Event(e) => principal.allows(action, Some((e.aggregate_type, e.aggregate_id))),
-            Row::Aggregate(a) => {
-                principal.allows(action, Some((&a.aggregate_type, &a.aggregate_id)))
-            }
-            Row::Schema(_) => true,
-        }
-    }
-
-    /// Feeds candidate rows to `visit` using the cheapest access path the filters allow;
-    /// `visit` returns false to stop.
+    /// Feeds candidate rows to `visit` (see [`scan_table`]).
     fn scan(
         &self,
         query: &Query,
         filters: &[BoundPredicate],
         visit: &mut dyn FnMut(Row<'_>) -> Result<bool, Failure>,
     ) -> Result<(), Failure> {
-        let eq_text = |c: ColumnRef| equality_text(filters, c);
-        let map = |e: crate::engine::EngineError| engine_error(&e);
-        match query.table {
-            Table::Schemas => {
-                for row in self.schemas.rows() {
-                    if !visit(Row::Schema(&row))? {
-                        break;
-                    }
-                }
-            }
-            Table::Aggregates => {
-                let ty = eq_text(ColumnRef::AggregateType);
-                let id = eq_text(ColumnRef::AggregateId);
-                if let (Some(ty), Some(id)) = (&ty, &id) {
-                    let state = match equality_int(filters, ColumnRef::Version) {
-                        Some(version) => self
-                            .engine
-                            .aggregate_at(ty, id, u64::try_from(version).unwrap_or(0))
-                            .map_err(map)?,
-                        None => self.engine.aggregate(ty, id).map_err(map)?,
-                    };
-                    if let Some(state) = state {
-                        let state = self.schemas.redact_state(state);
-                        visit(Row::Aggregate(&state))?;
-                    }
-                    return Ok(());
-                }
-                // Keyset paging on aggregate_id within a type.
-                let mut after: Option<(String, String)> =
-                    match (&ty, lower_bound_text(filters, ColumnRef::AggregateId)) {
-                        (Some(ty), Some(id)) => Some((ty.clone(), id)),
-                        _ => None,
-                    };
-                let page = self.engine.options().page_limit;
-                let mut scanned = 0usize;
-                loop {
-                    let batch = self
-                        .engine
-                        .list_aggregates(
-                            ty.as_deref(),
-                            after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())),
-                            page,
-                        )
-                        .map_err(map)?;
-                    let Some(last) = batch.last() else { break };
-                    after = Some((last.aggregate_type.clone(), last.aggregate_id.clone()));
-                    for state in batch {
-                        scanned += 1;
-                        if scanned > MAX_SCAN_ROWS {
-                            return Err(too_many_rows());
-                        }
-                        if ty.is_none() && self.schemas.is_hidden(&state.aggregate_type) {
-                            continue;
-                        }
-                        let state = self.schemas.redact_state(state);
-                        if !visit(Row::Aggregate(&state))? {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-            Table::Events | Table::Outbox => {
-                let ty = eq_text(ColumnRef::AggregateType);
-                let id = eq_text(ColumnRef::AggregateId);
-                // Counts against the scan cap, redacts, and hands one event to `visit`.
-                let mut scanned = 0usize;
-                let redactor = self.schemas.redactor();
-                let mut emit = |event: EventView<'_>| -> Result<bool, Failure> {
-                    scanned += 1;
-                    if scanned > MAX_SCAN_ROWS {
-                        return Err(too_many_rows());
-                    }
-                    let payload = redactor.payload(event.aggregate_type, event.payload_json);
-                    visit(Row::Event(EventView {
-                        payload_json: &payload,
-                        ..event
-                    }))
-                };
-                if let (Some(ty), Some(id)) = (&ty, &id) {
-                    let (mut after, up_to) = version_bounds(filters);
-                    loop {
-                        let batch = self
-                            .engine
-                            .events_of(ty, id, after, 1_000, up_to)
-                            .map_err(map)?;
-                        let Some(last) = batch.last() else { break };
-                        after = last.version;
-                        for event in &batch {
-                            if !emit(event.view())? {
-                                return Ok(());
-                            }
-                        }
-                    }
-                    return Ok(());
-                }
-                // Whole history in id order, each event looked at in place.
-                let (after, up_to) = event_id_bounds(filters);
-                let mut failure = None;
-                self.engine
-                    .visit_events(after, &mut |event, _| {
-                        if event.event_id > up_to {
-                            return false;
-                        }
-                        match emit(event) {
-                            Ok(more) => more,
-                            Err(err) => {
-                                failure = Some(err);
-                                false
-                            }
-                        }
-                    })
-                    .map_err(map)?;
-                if let Some(failure) = failure {
-                    return Err(failure);
-                }
-            }
-        }
-        Ok(())
+        scan_table(&self.engine, &self.schemas, query, filters, visit)
     }
 
     fn project(
@@ -1302,6 +1237,284 @@ impl Executor {
     fn event_json(&self, event: &Event) -> Result<Value, Failure> {
         let event = self.schemas.redact_event(event.clone());
         event.to_json().map_err(|e| engine_error(&e))
+    }
+}
+
+/// Feeds candidate rows to `visit` using the cheapest access path the filters allow;
+/// `visit` returns false to stop.
+fn scan_table(
+    engine: &Engine,
+    schemas: &SchemaService,
+    query: &Query,
+    filters: &[BoundPredicate],
+    visit: &mut dyn FnMut(Row<'_>) -> Result<bool, Failure>,
+) -> Result<(), Failure> {
+    let eq_text = |c: ColumnRef| equality_text(filters, c);
+    let map = |e: crate::engine::EngineError| engine_error(&e);
+    match query.table {
+        Table::Schemas => {
+            for row in schemas.rows() {
+                if !visit(Row::Schema(&row))? {
+                    break;
+                }
+            }
+        }
+        Table::Aggregates => {
+            let ty = eq_text(ColumnRef::AggregateType);
+            let id = eq_text(ColumnRef::AggregateId);
+            if let (Some(ty), Some(id)) = (&ty, &id) {
+                let state = match equality_int(filters, ColumnRef::Version) {
+                    Some(version) => engine
+                        .aggregate_at(ty, id, u64::try_from(version).unwrap_or(0))
+                        .map_err(map)?,
+                    None => engine.aggregate(ty, id).map_err(map)?,
+                };
+                if let Some(state) = state {
+                    let state = schemas.redact_state(state);
+                    visit(Row::Aggregate(&state))?;
+                }
+                return Ok(());
+            }
+            // Keyset paging on aggregate_id within a type.
+            let mut after: Option<(String, String)> =
+                match (&ty, lower_bound_text(filters, ColumnRef::AggregateId)) {
+                    (Some(ty), Some(id)) => Some((ty.clone(), id)),
+                    _ => None,
+                };
+            let page = engine.options().page_limit;
+            let mut scanned = 0usize;
+            loop {
+                let batch = engine
+                    .list_aggregates(
+                        ty.as_deref(),
+                        after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())),
+                        page,
+                    )
+                    .map_err(map)?;
+                let Some(last) = batch.last() else { break };
+                after = Some((last.aggregate_type.clone(), last.aggregate_id.clone()));
+                for state in batch {
+                    scanned += 1;
+                    if scanned > MAX_SCAN_ROWS {
+                        return Err(too_many_rows());
+                    }
+                    if ty.is_none() && schemas.is_hidden(&state.aggregate_type) {
+                        continue;
+                    }
+                    let state = schemas.redact_state(state);
+                    if !visit(Row::Aggregate(&state))? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Table::Events | Table::Outbox => {
+            let ty = eq_text(ColumnRef::AggregateType);
+            let id = eq_text(ColumnRef::AggregateId);
+            // Counts against the scan cap, redacts, and hands one event to `visit`.
+            let mut scanned = 0usize;
+            let redactor = schemas.redactor();
+            let mut emit = |event: EventView<'_>| -> Result<bool, Failure> {
+                scanned += 1;
+                if scanned > MAX_SCAN_ROWS {
+                    return Err(too_many_rows());
+                }
+                let payload = redactor.payload(event.aggregate_type, event.payload_json);
+                visit(Row::Event(EventView {
+                    payload_json: &payload,
+                    ..event
+                }))
+            };
+            if let (Some(ty), Some(id)) = (&ty, &id) {
+                let (mut after, up_to) = version_bounds(filters);
+                loop {
+                    let batch = engine.events_of(ty, id, after, 1_000, up_to).map_err(map)?;
+                    let Some(last) = batch.last() else { break };
+                    after = last.version;
+                    for event in &batch {
+                        if !emit(event.view())? {
+                            return Ok(());
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            // Whole history in id order, each event looked at in place.
+            let (after, up_to) = event_id_bounds(filters);
+            let mut failure = None;
+            engine
+                .visit_events(after, &mut |event, _| {
+                    if event.event_id > up_to {
+                        return false;
+                    }
+                    match emit(event) {
+                        Ok(more) => more,
+                        Err(err) => {
+                            failure = Some(err);
+                            false
+                        }
+                    }
+                })
+                .map_err(map)?;
+            if let Some(failure) = failure {
+                return Err(failure);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of rows in one chunk of a streamed result.
+const STREAM_CHUNK_BYTES: usize = 128 * 1024;
+
+/// Results that may stream: a scan with no LIMIT, or one above this many rows (one chunk
+/// of typical events). Smaller results are answered in one piece.
+const STREAM_MIN_ROWS: usize = 256;
+
+/// A whole-history event scan (`events` or `outbox` in `event_id` order, not narrowed to
+/// one aggregate) answered a chunk at a time: each chunk of [`TEXT_RESULT_CHUNK`] bytes of
+/// rows goes to the connection, which writes it out, before the next is read. The client
+/// then parses one chunk on the other core while the server reads the next, instead of
+/// waiting for the whole result.
+///
+/// Each chunk re-seeks after the last event id it saw. That is the same result as one
+/// snapshot taken when the last chunk is read: events are never changed or removed, and an
+/// id is visible only once every smaller id is (ids are assigned in commit order, a group
+/// at a time), so nothing can appear behind the cursor.
+struct HistoryStream {
+    engine: Engine,
+    redactor: Redactor,
+    principal: Principal,
+    action: Action,
+    items: Vec<SelectItem>,
+    filters: Vec<BoundPredicate>,
+    params: Vec<Param>,
+    field_count: i16,
+    /// Rows still to skip (OFFSET) and still to send (LIMIT).
+    skip: usize,
+    remaining: Option<usize>,
+    /// The last event id looked at, and the ids the filters allow at most.
+    after: u64,
+    up_to: u64,
+    /// Events looked at so far, against [`MAX_SCAN_ROWS`].
+    scanned: usize,
+    done: bool,
+    /// Counts the statement as running (for graceful shutdown and the idle timeout) until
+    /// its last chunk is read.
+    _running: (InFlight, BusyGuard),
+}
+
+impl HistoryStream {
+    /// Whether `query` takes the whole-history path in `scan_table`.
+    fn applies(query: &Query, filters: &[BoundPredicate]) -> bool {
+        matches!(query.table, Table::Events | Table::Outbox)
+            && !(equality_text(filters, ColumnRef::AggregateType).is_some()
+                && equality_text(filters, ColumnRef::AggregateId).is_some())
+    }
+
+    fn into_rows(self) -> TextRows {
+        let chunks = stream::unfold(self, |mut scan| async move {
+            if scan.done {
+                return None;
+            }
+            let chunk = scan.next_chunk();
+            if chunk.is_err() {
+                scan.done = true;
+            }
+            Some((chunk, scan))
+        });
+        TextRows::Streamed(Box::pin(chunks))
+    }
+
+    /// The next chunk of rows (empty only at the end).
+    fn next_chunk(&mut self) -> Result<Vec<DataRow>, Failure> {
+        let mut buffer = BytesMut::with_capacity(TEXT_RESULT_CHUNK);
+        let mut rows = Vec::new();
+        let mut failure = None;
+        let mut reached_end = true;
+        // Rows are split off `buffer` as they are written, so its length says nothing.
+        let mut chunk_bytes = 0usize;
+        let map = |e: crate::engine::EngineError| engine_error(&e);
+        let engine = self.engine.clone();
+        let this = &mut *self;
+        engine
+            .visit_events(this.after, &mut |event, _| {
+                if event.event_id > this.up_to {
+                    return false;
+                }
+                this.after = event.event_id;
+                let before = rows.len();
+                let more = this.take(&mut buffer, &mut rows, event);
+                if rows.len() > before {
+                    chunk_bytes += rows.last().map_or(0, |row| row.data.len());
+                }
+                match more {
+                    Ok(true) if chunk_bytes < STREAM_CHUNK_BYTES => true,
+                    Ok(true) => {
+                        reached_end = false;
+                        false
+                    }
+                    Ok(false) => false,
+                    Err(err) => {
+                        failure = Some(err);
+                        false
+                    }
+                }
+            })
+            .map_err(map)?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if reached_end || this.remaining == Some(0) {
+            this.done = true;
+        }
+        Ok(rows)
+    }
+
+    /// Counts, filters, redacts and encodes one event; false when the result is complete.
+    fn take(
+        &mut self,
+        buffer: &mut BytesMut,
+        rows: &mut Vec<DataRow>,
+        event: EventView<'_>,
+    ) -> Result<bool, Failure> {
+        self.scanned += 1;
+        if self.scanned > MAX_SCAN_ROWS {
+            return Err(too_many_rows());
+        }
+        let payload = self
+            .redactor
+            .payload(event.aggregate_type, event.payload_json);
+        let row = Row::Event(EventView {
+            payload_json: &payload,
+            ..event
+        });
+        if !row_visible(&self.principal, self.action, &row)
+            || !row_matches(&row, &self.filters, &self.params)?
+        {
+            return Ok(true);
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok(true);
+        }
+        encode_projection_text(buffer, &row, &self.items, &self.params)?;
+        rows.push(DataRow::new(buffer.split(), self.field_count));
+        if let Some(remaining) = self.remaining.as_mut() {
+            *remaining -= 1;
+            if *remaining == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn row_visible(principal: &Principal, action: Action, row: &Row<'_>) -> bool {
+    match row {
+        Row::Event(e) => principal.allows(action, Some((e.aggregate_type, e.aggregate_id))),
+        Row::Aggregate(a) => principal.allows(action, Some((&a.aggregate_type, &a.aggregate_id))),
+        Row::Schema(_) => true,
     }
 }
 
@@ -1349,6 +1562,9 @@ const TEXT_RESULT_CHUNK: usize = 64 * 1024;
 pub enum ResultFormat {
     /// Every column in text format: rows may be written straight to wire bytes.
     Text,
+    /// As `Text`, and the caller sends the whole result before it runs anything else (an
+    /// Execute without a row limit): a long scan may then stream its rows while it runs.
+    TextStreamed,
     /// Some column in binary format (or the rows are processed further): rows stay cells
     /// for the protocol layer to encode.
     AsCells,

@@ -31,8 +31,9 @@ use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
+use super::budget::QueryBudget;
 use super::errors::{auth_failure, error, error_with, is_auth_failure, user_error, Failure};
-use super::exec::{Executor, Outcome, OutcomeKind, ResultFormat};
+use super::exec::{Executor, Outcome, OutcomeKind, ResultFormat, TextRows};
 use super::session::Session;
 use super::values::{decode_param, encode_rows, Param};
 use crate::sql::{self, CommandTag, PgType, SessionStatement, SqlError, Statement};
@@ -155,6 +156,8 @@ impl QueryParser for Parser {
 pub struct QueryHandler {
     pub executor: Arc<Executor>,
     pub parser: Arc<Parser>,
+    /// Shared by every connection: bounds the memory of large statements run at once.
+    pub large_queries: Arc<QueryBudget>,
 }
 
 fn session_of<C: ClientInfo>(client: &C) -> Result<Arc<Session>, Failure> {
@@ -212,12 +215,25 @@ impl QueryHandler {
                 let schema = Arc::new(fields(&outcome.columns, format));
                 let types: Vec<Type> = schema.iter().map(|f| f.datatype().clone()).collect();
                 let formats: Vec<FieldFormat> = schema.iter().map(FieldInfo::format).collect();
-                let rows = match outcome.text_rows {
-                    Some(rows) => rows,
-                    None => encode_rows(&outcome.rows, &types, &formats)?,
+                let mut response = match outcome.text_rows {
+                    Some(TextRows::Streamed(chunks)) => {
+                        let rows = chunks.flat_map(|chunk| {
+                            let rows: Vec<PgWireResult<_>> = match chunk {
+                                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                                Err(failure) => vec![Err(user_error(failure))],
+                            };
+                            stream::iter(rows)
+                        });
+                        QueryResponse::new(schema, rows)
+                    }
+                    Some(TextRows::Ready(rows)) => {
+                        QueryResponse::new(schema, stream::iter(rows.into_iter().map(Ok)))
+                    }
+                    None => {
+                        let rows = encode_rows(&outcome.rows, &types, &formats)?;
+                        QueryResponse::new(schema, stream::iter(rows.into_iter().map(Ok)))
+                    }
                 };
-                let mut response =
-                    QueryResponse::new(schema, stream::iter(rows.into_iter().map(Ok)));
                 response.set_command_tag(&base_tag(statement));
                 Response::Query(response)
             }
@@ -260,6 +276,8 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client).map_err(user_error)?;
+        // Held while the text is parsed and every statement in it runs.
+        let _admitted = self.large_queries.admit(query.len()).await;
         let statements = match sql::parse(query) {
             Ok(statements) => statements,
             Err(e) => return Ok(vec![Response::Error(sql_error(&e))]),
@@ -289,12 +307,13 @@ impl SimpleQueryHandler for QueryHandler {
     }
 }
 
-/// Bytes of result rows queued between checks for room in the connection's write buffer.
-/// The framed connection writes its buffer out whenever it holds 8 KiB when asked
-/// (`poll_ready`); asking once per 64 KiB instead turns a 1,000-event outbox page (~320 KiB)
-/// from ~40 `sendto` calls into ~5, and loopback TCP charges most of its cost per call. The
-/// codec's `start_send` only appends to the buffer, so skipping the check in between is
-/// safe; the buffer is bounded by this constant plus one row.
+/// Bytes of result rows queued before they are written out. The framed connection would
+/// write its buffer whenever it holds 8 KiB if asked (`poll_ready`) before every row;
+/// writing once per 64 KiB instead turns a 1,000-event outbox page (~320 KiB) from ~40
+/// `sendto` calls into ~5, and loopback TCP charges most of its cost per call. The codec's
+/// `start_send` only appends to the buffer, and the buffer is flushed empty at this bound,
+/// so skipping `poll_ready` in between is safe; the buffer is bounded by this constant plus
+/// one row.
 const ROW_FLUSH_BYTES: usize = 64 * 1024;
 
 /// A DataRow's type byte, length and field count, ahead of its values.
@@ -340,6 +359,10 @@ impl ExtendedQueryHandler for QueryHandler {
             None => return Err(PgWireError::PortalNotFound(portal_name.to_owned())),
         };
         let fresh = matches!(*portal.state().lock().await, PortalExecutionState::Initial);
+        // A fresh portal run to the end is sent straight from its row stream, so rows that a
+        // streamed scan produces leave while it is still running (pgwire's `fetch` would
+        // collect every row first). The portal is then finished, as `fetch` leaves it.
+        let mut run_to_end = None;
         let has_rows = if fresh {
             let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
                 Some(handle) => Some(handle.start_query().await),
@@ -362,6 +385,11 @@ impl ExtendedQueryHandler for QueryHandler {
                 }
             };
             match response {
+                Response::Query(results) if max_rows == 0 => {
+                    *portal.state().lock().await = PortalExecutionState::Finished;
+                    run_to_end = Some(results);
+                    true
+                }
                 Response::Query(results) => {
                     portal.start(results).await;
                     true
@@ -404,26 +432,40 @@ impl ExtendedQueryHandler for QueryHandler {
             true
         };
         if has_rows {
-            let fetched = portal.fetch(max_rows).await?;
-            let mut response = fetched.response;
+            let (mut response, suspended) = match run_to_end {
+                Some(response) => (response, false),
+                None => {
+                    let fetched = portal.fetch(max_rows).await?;
+                    (fetched.response, fetched.suspended)
+                }
+            };
             let tag = response.command_tag().to_owned();
             let mut rows = 0usize;
             let mut unchecked_bytes = 0usize;
             while let Some(row) = response.data_rows().next().await {
-                let row = row?;
+                let row = match row {
+                    Ok(row) => row,
+                    Err(failure) => {
+                        // A streamed result failed partway: the statement failed.
+                        if let Ok(session) = session_of(client) {
+                            session.mark_failed();
+                        }
+                        return Err(failure);
+                    }
+                };
                 let size = row.data.len() + DATA_ROW_HEADER_BYTES;
-                let message = PgWireBackendMessage::DataRow(row);
-                if unchecked_bytes >= ROW_FLUSH_BYTES {
-                    // `feed` asks `poll_ready` first, which writes the queued rows out.
-                    client.feed(message).await?;
-                    unchecked_bytes = 0;
-                } else {
-                    Pin::new(&mut *client).start_send(message)?;
-                }
+                Pin::new(&mut *client).start_send(PgWireBackendMessage::DataRow(row))?;
                 unchecked_bytes += size;
                 rows += 1;
+                if unchecked_bytes >= ROW_FLUSH_BYTES {
+                    // Written out now, before the next row is asked for: a streamed result
+                    // reads its next chunk when asked, and the client can parse these rows
+                    // meanwhile.
+                    client.flush().await?;
+                    unchecked_bytes = 0;
+                }
             }
-            let done = if fetched.suspended {
+            let done = if suspended {
                 PgWireBackendMessage::PortalSuspended(PortalSuspended::new())
             } else {
                 PgWireBackendMessage::CommandComplete(Tag::new(&tag).with_rows(rows).into())
@@ -512,7 +554,7 @@ impl ExtendedQueryHandler for QueryHandler {
         &self,
         client: &mut C,
         portal: &Portal<Prepared>,
-        _max_rows: usize,
+        max_rows: usize,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -548,7 +590,13 @@ impl ExtendedQueryHandler for QueryHandler {
             );
         }
         let results = if all_text(&portal.result_column_format) {
-            ResultFormat::Text
+            // `on_execute` sends a portal run without a row limit to the end before it
+            // reads the next message, so a long scan may stream.
+            if max_rows == 0 {
+                ResultFormat::TextStreamed
+            } else {
+                ResultFormat::Text
+            }
         } else {
             ResultFormat::AsCells
         };

@@ -5,6 +5,7 @@
 //! authenticates with tokens (`startup`), and serves queries (`handlers` → `exec`). Errors
 //! become SQLSTATEs in one place (`errors`).
 
+mod budget;
 mod errors;
 mod exec;
 mod handlers;
@@ -182,7 +183,7 @@ impl Server {
             schemas,
             restrict: options.restrict,
             started: Instant::now(),
-            inflight: std::sync::atomic::AtomicUsize::new(0),
+            inflight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             draining: std::sync::atomic::AtomicBool::new(false),
         });
         let handlers = Arc::new(Handlers {
@@ -196,6 +197,7 @@ impl Server {
             query: Arc::new(handlers::QueryHandler {
                 executor,
                 parser: Arc::new(handlers::Parser),
+                large_queries: Arc::new(budget::QueryBudget::default()),
             }),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
             errors: Arc::new(handlers::ErrorNormalizer),

@@ -2,7 +2,7 @@
 //! Stored in pgwire's per-connection extensions; the handlers themselves are shared.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,7 +35,9 @@ pub struct Activity {
     epoch: Instant,
     /// Milliseconds since `epoch` at the last statement boundary.
     last_ms: AtomicU64,
-    busy: AtomicBool,
+    /// Statements (or their streamed results) running now: a statement whose rows are still
+    /// being produced after it returned holds its own count.
+    busy: AtomicUsize,
 }
 
 impl Activity {
@@ -43,7 +45,7 @@ impl Activity {
         Arc::new(Self {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
-            busy: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
         })
     }
 
@@ -53,13 +55,13 @@ impl Activity {
 
     /// Marks a statement running until the guard drops.
     pub fn busy(self: &Arc<Self>) -> BusyGuard {
-        self.busy.store(true, Ordering::SeqCst);
+        self.busy.fetch_add(1, Ordering::SeqCst);
         BusyGuard(self.clone())
     }
 
     /// How long the connection has been idle (zero while a statement runs).
     pub fn idle_for(&self) -> std::time::Duration {
-        if self.busy.load(Ordering::SeqCst) {
+        if self.busy.load(Ordering::SeqCst) > 0 {
             return std::time::Duration::ZERO;
         }
         std::time::Duration::from_millis(
@@ -76,7 +78,7 @@ pub struct BusyGuard(Arc<Activity>);
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.last_ms.store(self.0.now_ms(), Ordering::SeqCst);
-        self.0.busy.store(false, Ordering::SeqCst);
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -94,6 +96,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// A statement failed: an open transaction block is now failed (PostgreSQL's 25P02
+    /// until ROLLBACK).
+    pub fn mark_failed(&self) {
+        if let Some(transaction) = self.state.lock().transaction.as_mut() {
+            transaction.failed = true;
+        }
+    }
+
     pub fn new(
         principal: Principal,
         login_user: String,
