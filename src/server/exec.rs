@@ -1364,11 +1364,11 @@ fn scan_table(
     Ok(())
 }
 
-/// Bytes of rows in one chunk of a streamed result. Each chunk costs the server ~20 µs (a
-/// new iterator and seek, a write to the socket, a wake-up of the client), each chunk
-/// boundary lets the client start on what was sent: 128 KiB beat 64 KiB and 256 KiB on the
-/// 1,000-event outbox page (docs/BENCHMARKS.md). Keeping one iterator across chunks did
-/// not measure faster, so the seek is not what a chunk costs.
+/// Bytes of rows in one chunk of a streamed result. Each chunk costs the server ~20 µs
+/// (measured as a whole: a new iterator and seek, a socket write, waking the client), each
+/// chunk boundary lets the client start on what was sent: 128 KiB beat 64 KiB and 256 KiB
+/// on the 1,000-event outbox page (docs/BENCHMARKS.md). Keeping one iterator across chunks
+/// measured no faster, so the seek is not the part that matters.
 const STREAM_CHUNK_BYTES: usize = 128 * 1024;
 
 /// Results that may stream: a scan with no LIMIT, or one above this many rows (one chunk
