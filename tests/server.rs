@@ -995,20 +995,7 @@ async fn text_and_binary_results_of_a_scan_agree() {
                metadata, note, created_at, issued_by, hash, merkle_root, payload->>'status' \
                FROM events WHERE event_id > 0 ORDER BY event_id LIMIT 2 OFFSET 1";
     // The simple protocol: every value in text format (written while scanning).
-    let text_rows: Vec<Vec<Option<String>>> = client
-        .simple_query(sql)
-        .await
-        .expect("simple")
-        .into_iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
+    let text_rows = support::simple_text_rows(&client, sql).await;
     // The extended protocol through tokio-postgres: binary results (encoded from cells).
     let binary_rows = client.query(sql, &[]).await.expect("extended");
     assert_eq!(text_rows.len(), 2, "LIMIT 2 OFFSET 1 of 3 events");

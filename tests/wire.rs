@@ -336,20 +336,7 @@ async fn streamed_and_suspended_text_results_match_the_simple_protocol() {
         ),
     ];
     for (sql, expected) in queries {
-        let simple: Vec<Vec<Option<String>>> = client
-            .simple_query(sql)
-            .await
-            .expect("simple")
-            .into_iter()
-            .filter_map(|message| match message {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect();
+        let simple = support::simple_text_rows(&client, sql).await;
         assert_eq!(simple.len(), expected, "{sql}");
         for max_rows in [0, 333] {
             let (rows, tag) = extended_text_rows(&mut stream, sql, max_rows).await;

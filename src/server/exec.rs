@@ -1341,24 +1341,7 @@ fn scan_table(
             }
             // Whole history in id order, each event looked at in place.
             let (after, up_to) = event_id_bounds(filters);
-            let mut failure = None;
-            engine
-                .visit_events(after, &mut |event, _| {
-                    if event.event_id > up_to {
-                        return false;
-                    }
-                    match emit(event) {
-                        Ok(more) => more,
-                        Err(err) => {
-                            failure = Some(err);
-                            false
-                        }
-                    }
-                })
-                .map_err(map)?;
-            if let Some(failure) = failure {
-                return Err(failure);
-            }
+            visit_history(engine, after, up_to, &mut emit)?;
         }
     }
     Ok(())
@@ -1434,41 +1417,24 @@ impl HistoryStream {
     fn next_chunk(&mut self) -> Result<Vec<DataRow>, Failure> {
         let mut buffer = BytesMut::with_capacity(TEXT_RESULT_CHUNK);
         let mut rows = Vec::new();
-        let mut failure = None;
         let mut reached_end = true;
         // Rows are split off `buffer` as they are written, so its length says nothing.
         let mut chunk_bytes = 0usize;
-        let map = |e: crate::engine::EngineError| engine_error(&e);
         let engine = self.engine.clone();
         let this = &mut *self;
-        engine
-            .visit_events(this.after, &mut |event, _| {
-                if event.event_id > this.up_to {
-                    return false;
-                }
-                this.after = event.event_id;
-                let before = rows.len();
-                let more = this.take(&mut buffer, &mut rows, event);
-                if rows.len() > before {
-                    chunk_bytes += rows.last().map_or(0, |row| row.data.len());
-                }
-                match more {
-                    Ok(true) if chunk_bytes < STREAM_CHUNK_BYTES => true,
-                    Ok(true) => {
-                        reached_end = false;
-                        false
-                    }
-                    Ok(false) => false,
-                    Err(err) => {
-                        failure = Some(err);
-                        false
-                    }
-                }
-            })
-            .map_err(map)?;
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
+        visit_history(&engine, this.after, this.up_to, &mut |event| {
+            this.after = event.event_id;
+            let before = rows.len();
+            let more = this.take(&mut buffer, &mut rows, event)?;
+            if rows.len() > before {
+                chunk_bytes += rows.last().map_or(0, |row| row.data.len());
+            }
+            if more && chunk_bytes >= STREAM_CHUNK_BYTES {
+                reached_end = false;
+                return Ok(false);
+            }
+            Ok(more)
+        })?;
         if reached_end || this.remaining == Some(0) {
             this.done = true;
         }
@@ -1520,6 +1486,29 @@ fn row_visible(principal: &Principal, action: Action, row: &Row<'_>) -> bool {
         Row::Aggregate(a) => principal.allows(action, Some((&a.aggregate_type, &a.aggregate_id))),
         Row::Schema(_) => true,
     }
+}
+
+/// Hands the events after `after` with ids up to `up_to` to `visit`, in id order, until it
+/// returns false or fails (its failure is the result).
+fn visit_history(
+    engine: &Engine,
+    after: u64,
+    up_to: u64,
+    visit: &mut dyn FnMut(EventView<'_>) -> Result<bool, Failure>,
+) -> Result<(), Failure> {
+    let mut failure = None;
+    engine
+        .visit_events(after, &mut |event, _| {
+            if event.event_id > up_to {
+                return false;
+            }
+            visit(event).unwrap_or_else(|err| {
+                failure = Some(err);
+                false
+            })
+        })
+        .map_err(|e| engine_error(&e))?;
+    failure.map_or(Ok(()), Err)
 }
 
 fn too_many_rows() -> Failure {

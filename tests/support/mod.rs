@@ -184,3 +184,24 @@ pub async fn count_events(client: &tokio_postgres::Client) -> i64 {
         .expect("count events")
         .get(0)
 }
+
+/// The rows of `sql` run through the simple protocol, every value as the text it arrived as.
+pub async fn simple_text_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .expect("simple query")
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
