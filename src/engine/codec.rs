@@ -69,6 +69,12 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(len)?).ok()
     }
 
+    /// A `u16`-length-prefixed field as bytes (what [`Self::str16`] reads, unchecked).
+    pub fn bytes16(&mut self) -> Option<&'a [u8]> {
+        let len = usize::from(self.u16()?);
+        self.take(len)
+    }
+
     pub fn bytes32(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.u32()?).ok()?;
         self.take(len)

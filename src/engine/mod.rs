@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use commit::{AppendOutcome, AppendRequest, NewEvent};
 pub use error::{EngineError, ExpectedVersion, SchemaRejection, ViolationClass};
-pub use event::{format_timestamp_micros, Event, EventView, Issuer};
+pub use event::{format_timestamp_micros, Event, EventView, Issuer, StoredText};
 pub use merkle::Hash;
 pub use options::EngineOptions;
 pub use policy::{AcceptAll, CheckedEvent, EventCheck, SnapshotSetting, WritePolicy};
@@ -756,6 +756,7 @@ impl Engine {
         }
         let mut bytes = 0usize;
         let mut scanned = 0usize;
+        let mut failure = None;
         // The limits are checked after each event, so the scan never reads (and opens and
         // decodes) the event after the page.
         self.visit_events(after_event_id, &mut |event, stored_len| {
@@ -765,12 +766,21 @@ impl Engine {
                     return false;
                 }
                 bytes += stored_len;
-                events.push(event.to_event());
+                match event.to_event() {
+                    Ok(owned) => events.push(owned),
+                    Err(err) => {
+                        failure = Some(err);
+                        return false;
+                    }
+                }
             }
             next_after = event.event_id;
             scanned += 1;
             events.len() < take && scanned < max_scan
         })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
         Ok(OutboxPage {
             events,
             next_after_event_id: next_after,

@@ -24,7 +24,7 @@ use super::RestrictMode;
 use crate::auth::{Action, Principal, TokenStore};
 use crate::engine::{
     AggregateState, AppendRequest, Engine, Event, EventView, ExpectedVersion, Issuer, NewEvent,
-    VerifyReport,
+    StoredText, VerifyReport,
 };
 use crate::sql::{
     CallForm, Column, ColumnRef, CommandTag, CompareOp, InsertColumn, InsertEvents, Operand,
@@ -1133,7 +1133,7 @@ impl Executor {
                         .order_by
                         .iter()
                         .map(|(c, _)| column_cell(&row, *c))
-                        .collect(),
+                        .collect::<Result<_, _>>()?,
                 );
             }
             if write_text {
@@ -1214,16 +1214,18 @@ impl Executor {
         for item in items {
             match item {
                 SelectItem::Wildcard => {
-                    cells.extend(table_columns(row).iter().map(|c| column_cell(row, *c)));
+                    for column in table_columns(row) {
+                        cells.push(column_cell(row, *column)?);
+                    }
                 }
-                SelectItem::Column { column, .. } => cells.push(column_cell(row, *column)),
+                SelectItem::Column { column, .. } => cells.push(column_cell(row, *column)?),
                 SelectItem::Json {
                     column,
                     path,
                     as_text,
                     ..
                 } => cells.push(json_path(
-                    &column_cell(row, *column),
+                    &column_cell(row, *column)?,
                     path,
                     *as_text,
                     params,
@@ -1319,9 +1321,9 @@ fn scan_table(
                 if scanned > MAX_SCAN_ROWS {
                     return Err(too_many_rows());
                 }
-                let payload = redactor.payload(event.aggregate_type, event.payload_json);
+                let payload = redactor.payload(event.aggregate_type, event.payload_json)?;
                 visit(Row::Event(EventView {
-                    payload_json: &payload,
+                    payload_json: StoredText::new(&payload),
                     ..event
                 }))
             };
@@ -1454,9 +1456,9 @@ impl HistoryStream {
         }
         let payload = self
             .redactor
-            .payload(event.aggregate_type, event.payload_json);
+            .payload(event.aggregate_type, event.payload_json)?;
         let row = Row::Event(EventView {
-            payload_json: &payload,
+            payload_json: StoredText::new(&payload),
             ..event
         });
         if !row_visible(&self.principal, self.action, &row)
@@ -1586,7 +1588,7 @@ fn encode_projection_text(
                 as_text,
                 ..
             } => {
-                let cell = json_path(&column_cell(row, *column), path, *as_text, params)?;
+                let cell = json_path(&column_cell(row, *column)?, path, *as_text, params)?;
                 encode_cells(buf, &[cell], &[], &[])?;
             }
             SelectItem::CountStar { .. } => {}
@@ -1595,23 +1597,33 @@ fn encode_projection_text(
     Ok(())
 }
 
-/// One column of a row in text format; the event's text columns without an intermediate copy.
+/// One column of a row in text format; the event's text and integer columns without an
+/// intermediate cell.
 fn encode_column_text(buf: &mut BytesMut, row: &Row<'_>, column: ColumnRef) -> Result<(), Failure> {
     if let Row::Event(e) = row {
+        let mut digits = itoa::Buffer::new();
         let text = match column {
-            ColumnRef::AggregateType => Some(e.aggregate_type),
-            ColumnRef::AggregateId => Some(e.aggregate_id),
-            ColumnRef::EventType => Some(e.event_type),
-            ColumnRef::Payload => Some(e.payload_json),
-            ColumnRef::Metadata => Some(e.metadata_json),
+            ColumnRef::AggregateType => Some(e.aggregate_type.as_bytes()),
+            ColumnRef::AggregateId => Some(e.aggregate_id.as_bytes()),
+            ColumnRef::EventType => Some(e.event_type.as_bytes()),
+            // Stored text goes out as stored (see `StoredText`).
+            ColumnRef::Payload => Some(e.payload_json.as_bytes()),
+            ColumnRef::Metadata => Some(e.metadata_json.as_bytes()),
+            ColumnRef::EventId => Some(digits.format(sql_int(e.event_id)).as_bytes()),
+            ColumnRef::Version => Some(digits.format(sql_int(e.version)).as_bytes()),
             _ => None,
         };
         if let Some(text) = text {
-            put_value(buf, text.as_bytes());
+            put_value(buf, text);
             return Ok(());
         }
     }
-    encode_cells(buf, &[column_cell(row, column)], &[], &[])
+    encode_cells(buf, &[column_cell(row, column)?], &[], &[])
+}
+
+/// A stored count or id as the `bigint` the SQL surface shows (ids stay below 2^63).
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// The columns `*` stands for in a row's table.
@@ -1623,27 +1635,35 @@ fn table_columns(row: &Row<'_>) -> &'static [ColumnRef] {
     }
 }
 
-/// The value of a column for a row.
-fn column_cell(row: &Row<'_>, column: ColumnRef) -> Cell {
-    let int = |v: u64| Cell::Int(i64::try_from(v).unwrap_or(i64::MAX));
-    match row {
+/// The value of a column for a row; an error only when stored text is not UTF-8.
+fn column_cell<'a>(row: &Row<'a>, column: ColumnRef) -> Result<Cell, Failure> {
+    let int = |v: u64| Cell::Int(sql_int(v));
+    let text = |t: StoredText<'_>, field| {
+        t.to_str(field)
+            .map(|t| Cell::Text(t.to_owned()))
+            .map_err(|e| engine_error(&e))
+    };
+    Ok(match row {
         Row::Event(e) => match column {
             ColumnRef::EventId => int(e.event_id),
             ColumnRef::AggregateType => Cell::Text(e.aggregate_type.to_owned()),
             ColumnRef::AggregateId => Cell::Text(e.aggregate_id.to_owned()),
             ColumnRef::Version => int(e.version),
             ColumnRef::EventType => Cell::Text(e.event_type.to_owned()),
-            ColumnRef::Payload => Cell::Text(e.payload_json.to_owned()),
-            ColumnRef::Metadata => Cell::Text(e.metadata_json.to_owned()),
-            ColumnRef::Note => e
-                .note
-                .map(|n| Cell::Text(n.to_owned()))
-                .unwrap_or(Cell::Null),
+            ColumnRef::Payload => text(e.payload_json, "event payload")?,
+            ColumnRef::Metadata => text(e.metadata_json, "event metadata")?,
+            ColumnRef::Note => match e.note {
+                Some(note) => text(note, "event note")?,
+                None => Cell::Null,
+            },
             ColumnRef::CreatedAt => Cell::Timestamp(e.created_at_micros),
-            ColumnRef::IssuedBy => Cell::Text(
-                serde_json::json!({"group": e.issued_by_group, "user": e.issued_by_user})
-                    .to_string(),
-            ),
+            ColumnRef::IssuedBy => {
+                let issuer = |t: StoredText<'a>| t.to_str("event issuer");
+                let (group, user) = issuer(e.issued_by_group)
+                    .and_then(|g| Ok((g, issuer(e.issued_by_user)?)))
+                    .map_err(|e| engine_error(&e))?;
+                Cell::Text(serde_json::json!({"group": group, "user": user}).to_string())
+            }
             ColumnRef::Hash => Cell::Text(hex(e.hash)),
             ColumnRef::MerkleRoot => Cell::Text(hex(e.merkle_root)),
             _ => Cell::Null,
@@ -1666,7 +1686,7 @@ fn column_cell(row: &Row<'_>, column: ColumnRef) -> Cell {
             ColumnRef::AppliedAt => Cell::Timestamp(s.applied_at_micros),
             _ => Cell::Null,
         },
-    }
+    })
 }
 
 /// `->` / `->>` over a JSON cell.
@@ -1876,12 +1896,12 @@ fn row_matches(
 ) -> Result<bool, Failure> {
     for p in filters {
         let value = match &p.left {
-            ValueRef::Column(c) => column_cell(row, *c),
+            ValueRef::Column(c) => column_cell(row, *c)?,
             ValueRef::Json {
                 column,
                 path,
                 as_text,
-            } => json_path(&column_cell(row, *column), path, *as_text, params)?,
+            } => json_path(&column_cell(row, *column)?, path, *as_text, params)?,
         };
         let holds = match &p.test {
             Test::IsNull(negated) => matches!(value, Cell::Null) != *negated,

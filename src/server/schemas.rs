@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::errors::{engine_error, error_with, Failure};
 use crate::engine::keys::META_SCHEMA;
-use crate::engine::{AggregateState, Engine, Event};
+use crate::engine::{AggregateState, Engine, Event, StoredText};
 use crate::schema::{compile, CompiledSchemaSet, RestrictMode, SchemaPolicy};
 
 /// One row of the `schemas` view.
@@ -216,13 +216,21 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// A payload of the type without its hidden fields; borrowed when the type hides nothing.
-    pub fn payload<'a>(&self, aggregate_type: &str, payload_json: &'a str) -> Cow<'a, str> {
+    /// A payload of the type without its hidden fields; borrowed (and not read) when the
+    /// type hides nothing.
+    pub fn payload<'a>(
+        &self,
+        aggregate_type: &str,
+        payload_json: StoredText<'a>,
+    ) -> Result<Cow<'a, [u8]>, Failure> {
         match self.set.aggregate(aggregate_type) {
             Some(schema) if !schema.hidden_fields.is_empty() => {
-                Cow::Owned(strip(payload_json, &schema.hidden_fields))
+                let text = payload_json
+                    .to_str("event payload")
+                    .map_err(|e| engine_error(&e))?;
+                Ok(Cow::Owned(strip(text, &schema.hidden_fields).into_bytes()))
             }
-            _ => Cow::Borrowed(payload_json),
+            _ => Ok(Cow::Borrowed(payload_json.as_bytes())),
         }
     }
 }
