@@ -1033,3 +1033,61 @@ async fn text_and_binary_results_of_a_scan_agree() {
     assert_eq!(text_rows[1][12].as_deref(), Some("paid"));
     server.stop().await;
 }
+
+/// Large statements are admitted against one shared 2 MiB budget, whichever protocol
+/// carries them: a parameterized bulk INSERT (text over 64 KiB, ~1 MiB of bound values)
+/// from several connections at once must wait its turn, never deadlock between its Parse
+/// and its Execute, and commit every row.
+#[tokio::test]
+async fn concurrent_parameterized_bulk_inserts_share_the_large_statement_budget() {
+    const ROWS: usize = 3_000;
+    const CONNECTIONS: usize = 4;
+    let server = TestServer::start().await;
+    let mut text = String::from(
+        "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ",
+    );
+    for row in 0..ROWS {
+        let p = row * 4;
+        if row > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+    }
+    assert!(
+        text.len() > 64 * 1024,
+        "the text alone is a large statement"
+    );
+    let filler = "x".repeat(300);
+    let mut loaders = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let client = server.connect().await;
+        let text = text.clone();
+        let filler = filler.clone();
+        loaders.push(tokio::spawn(async move {
+            let ids: Vec<String> = (0..ROWS)
+                .map(|r| format!("c{connection}-{}", r % 50))
+                .collect();
+            let payloads: Vec<Value> = (0..ROWS).map(|r| json!({"n": r, "f": filler})).collect();
+            let (ty, event) = ("bulk".to_owned(), "loaded".to_owned());
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                Vec::with_capacity(ROWS * 4);
+            for row in 0..ROWS {
+                params.push(&ty);
+                params.push(&ids[row]);
+                params.push(&event);
+                params.push(&payloads[row]);
+            }
+            client.execute(text.as_str(), &params).await
+        }));
+    }
+    for loader in loaders {
+        let inserted = loader.await.expect("loader task").expect("bulk insert");
+        assert_eq!(inserted, ROWS as u64);
+    }
+    let client = server.connect().await;
+    assert_eq!(
+        support::count_events(&client).await,
+        (ROWS * CONNECTIONS) as i64
+    );
+    server.stop().await;
+}

@@ -43,6 +43,9 @@ use crate::sql::{self, CommandTag, PgType, SessionStatement, SqlError, Statement
 pub struct Prepared {
     pub statement: Arc<Statement>,
     pub param_types: Arc<Vec<Type>>,
+    /// Bytes of the statement's text: with the values bound to it, what an Execute is
+    /// admitted against the large-statement budget with.
+    pub text_len: usize,
 }
 
 pub fn pg_type(ty: PgType) -> Type {
@@ -97,7 +100,11 @@ fn fields(columns: &[sql::Column], format: Option<&Format>) -> Vec<FieldInfo> {
 
 /// Plans SQL for the extended protocol.
 #[derive(Debug, Default)]
-pub struct Parser;
+pub struct Parser {
+    /// Shared with [`QueryHandler::large_queries`]: a large text is parsed within the
+    /// budget, as in the simple protocol.
+    pub large_queries: Arc<QueryBudget>,
+}
 
 #[async_trait]
 impl QueryParser for Parser {
@@ -112,7 +119,9 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let admitted = self.large_queries.admit(text.len()).await;
         let mut statements = sql::parse(text).map_err(|e| user_error(sql_error(&e)))?;
+        drop(admitted);
         if statements.len() > 1 {
             return Err(user_error(error(
                 "42601",
@@ -135,6 +144,7 @@ impl QueryParser for Parser {
         Ok(Some(Prepared {
             statement: Arc::new(statement),
             param_types: Arc::new(param_types),
+            text_len: text.len(),
         }))
     }
 
@@ -575,6 +585,18 @@ impl ExtendedQueryHandler for QueryHandler {
                 ),
             )));
         }
+        // A large statement (its text and the values bound to it) runs within the same
+        // budget as a large simple-protocol query: a parameterized bulk INSERT from a driver
+        // holds as much working memory as its literal twin.
+        let bound_bytes: usize = portal
+            .parameters
+            .iter()
+            .map(|value| value.as_ref().map_or(0, |bytes| bytes.len()))
+            .sum();
+        let _admitted = self
+            .large_queries
+            .admit(prepared.text_len.saturating_add(bound_bytes))
+            .await;
         let mut params = Vec::with_capacity(portal.parameters.len());
         for (index, bytes) in portal.parameters.iter().enumerate() {
             let declared_type = declared

@@ -194,11 +194,17 @@ impl Server {
                 config.auth.scram_iterations,
                 config.noise,
             )),
-            query: Arc::new(handlers::QueryHandler {
-                executor,
-                parser: Arc::new(handlers::Parser),
-                large_queries: Arc::new(budget::QueryBudget::default()),
-            }),
+            query: {
+                // One budget for large statements, whichever protocol carries them.
+                let large_queries = Arc::new(budget::QueryBudget::default());
+                Arc::new(handlers::QueryHandler {
+                    executor,
+                    parser: Arc::new(handlers::Parser {
+                        large_queries: large_queries.clone(),
+                    }),
+                    large_queries,
+                })
+            },
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
             errors: Arc::new(handlers::ErrorNormalizer),
         });
