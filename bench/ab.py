@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Interleaved A/B of dbx binaries on one pgbench load, and the CPU each side spends.
+
+One fresh EventDBX per binary, each seeded with the same 100,000 events; then RUNS rounds
+of a pgbench run against every server in turn (the order reversed every other round), so
+the machine's drift hits every binary alike. Prints each binary's median rate and, per
+transaction, the server's CPU time (all its threads, from /proc) and pgbench's. On this
+shared 2-core machine one client's rate moves ±5% from run to run; the CPU per
+transaction moves far less, so it is the better judge of a change that saves work.
+
+    bench/ab.py [--encrypted] [--load append|get|outbox] [--clients N] [--seconds S]
+                [--runs N] DBX...
+
+A binary may carry environment settings for its server: `path/to/dbx@TOKIO_WORKER_THREADS=1`.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seeding)
+
+SEED_EVENTS = 100_000
+PAGE_EVENTS = 1_000
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process, all threads."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start(binary, encrypted):
+    path, _, settings = binary.partition("@")
+    root = tempfile.mkdtemp(prefix="edbx-ab-")
+    os.chmod(root, 0o755)
+    saved = dict(os.environ)
+    for setting in filter(None, settings.split(",")):
+        name, value = setting.split("=", 1)
+        os.environ[name] = value
+    try:
+        server = sbs.EventDBX(root, path, encryption=encrypted)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    base, step = sbs.seed_eventdbx(server, SEED_EVENTS)
+    return server, root, base, step
+
+
+def run_pgbench(server, base, step, args):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench",
+                          f"{args.load}.pgbench")
+    extra = []
+    if args.load == "outbox":
+        extra = ["-D", f"base={base}", "-D", f"step={step}",
+                 "-D", f"span={SEED_EVENTS - PAGE_EVENTS}"]
+    server_before = cpu_seconds(server.pid())
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%U %S", "pgbench", "-n", "-M", "prepared", "-f", script,
+         "-c", str(args.clients), "-j", str(min(args.clients, 2)), "-T", str(args.seconds),
+         *extra],
+        env=server.env, capture_output=True, text=True, check=True)
+    server_cpu = cpu_seconds(server.pid()) - server_before
+    rate = float(next(line for line in result.stdout.splitlines()
+                      if line.startswith("tps")).split()[2])
+    user, system = map(float, result.stderr.strip().splitlines()[-1].split())
+    transactions = rate * args.seconds
+    return rate, 1e6 * server_cpu / transactions, 1e6 * (user + system) / transactions
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encrypted", action="store_true", help="stores sealed at rest")
+    parser.add_argument("--load", default="outbox", choices=["append", "get", "outbox"])
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("dbx", nargs="+")
+    args = parser.parse_args()
+    servers = []
+    try:
+        for binary in args.dbx:
+            servers.append((binary, *start(binary, args.encrypted)))
+        results = {binary: [] for binary in args.dbx}
+        for round_ in range(args.runs):
+            order = servers if round_ % 2 == 0 else servers[::-1]
+            for binary, server, _root, base, step in order:
+                results[binary].append(run_pgbench(server, base, step, args))
+        for binary in args.dbx:
+            rates, server_us, client_us = zip(*results[binary])
+            print(f"{binary}: {args.load}, {args.clients} client(s), "
+                  f"{'encrypted' if args.encrypted else 'plaintext'}: median "
+                  f"{statistics.median(rates):,.0f}/s (runs {', '.join(f'{r:,.0f}' for r in rates)}); "
+                  f"server {statistics.median(server_us):.1f} µs CPU per transaction "
+                  f"(runs {', '.join(f'{u:.0f}' for u in server_us)}), "
+                  f"pgbench {statistics.median(client_us):.1f} µs")
+    finally:
+        for _binary, server, root, _base, _step in servers:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
