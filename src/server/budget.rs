@@ -9,8 +9,8 @@
 //! Both protocols draw on the one budget: a simple-protocol text while it is parsed and
 //! run, an extended-protocol text while it is parsed (Parse), and its text plus the values
 //! bound to it while it runs (Execute). Sixteen psycopg loaders of parameterized
-//! 3,000-row INSERTs peaked at 279–285 MiB when only the simple protocol was counted,
-//! 206–212 MiB with both, in the same time.
+//! 3,000-row INSERTs peaked at 279–290 MiB when only the simple protocol was counted,
+//! 206–215 MiB with both, in the same time (`bench/bulk_rss.py`).
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
