@@ -6,11 +6,10 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use futures::{stream, Stream};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use futures::{stream, Stream};
 use pgwire::error::ErrorInfo;
 use pgwire::messages::data::DataRow;
 use serde_json::{Map, Value};
@@ -423,7 +422,7 @@ impl Executor {
                     events.push(self.event_json(event)?);
                 }
                 let events_json = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
-                let next = i64::try_from(page.next_after_event_id).unwrap_or(i64::MAX);
+                let next = sql_int(page.next_after_event_id);
                 Ok(Outcome::rows(
                     statement.result_columns(),
                     vec![vec![Cell::Text(events_json), Cell::Int(next)]],
@@ -471,7 +470,7 @@ impl Executor {
                         vec![
                             Cell::Text(r.aggregate_type.clone()),
                             Cell::Text(r.aggregate_id.clone()),
-                            Cell::Int(i64::try_from(r.version).unwrap_or(i64::MAX)),
+                            Cell::Int(sql_int(r.version)),
                             Cell::Text(hex(&r.recomputed_root)),
                             Cell::Text(hex(&r.stored_root)),
                             Cell::Bool(r.ok()),
@@ -495,12 +494,7 @@ impl Executor {
                 let applied = self.schemas.apply(&self.engine, &source).await?;
                 let rows = applied
                     .into_iter()
-                    .map(|(ty, version)| {
-                        vec![
-                            Cell::Text(ty),
-                            Cell::Int(i64::try_from(version).unwrap_or(i64::MAX)),
-                        ]
-                    })
+                    .map(|(ty, version)| vec![Cell::Text(ty), Cell::Int(sql_int(version))])
                     .collect();
                 Ok(Outcome::rows(
                     statement.result_columns(),
@@ -1090,7 +1084,7 @@ impl Executor {
             let (after, up_to) = event_id_bounds(&filters);
             let stream = HistoryStream {
                 engine: self.engine.clone(),
-                redactor: self.schemas.redactor(),
+                gate: EventGate::new(self.schemas.redactor()),
                 principal: principal.clone(),
                 action,
                 items: query.items.clone(),
@@ -1101,7 +1095,6 @@ impl Executor {
                 remaining: limit,
                 after,
                 up_to,
-                scanned: 0,
                 done: limit == Some(0),
                 _running: (InFlight::enter(&self.inflight), activity.busy()),
             };
@@ -1311,26 +1304,15 @@ fn scan_table(
             }
         }
         Table::Events | Table::Outbox => {
-            let ty = eq_text(ColumnRef::AggregateType);
-            let id = eq_text(ColumnRef::AggregateId);
-            // Counts against the scan cap, redacts, and hands one event to `visit`.
-            let mut scanned = 0usize;
-            let redactor = schemas.redactor();
-            let mut emit = |event: EventView<'_>| -> Result<bool, Failure> {
-                scanned += 1;
-                if scanned > MAX_SCAN_ROWS {
-                    return Err(too_many_rows());
-                }
-                let payload = redactor.payload(event.aggregate_type, event.payload_json)?;
-                visit(Row::Event(EventView {
-                    payload_json: StoredText::new(&payload),
-                    ..event
-                }))
-            };
-            if let (Some(ty), Some(id)) = (&ty, &id) {
+            let mut gate = EventGate::new(schemas.redactor());
+            let mut emit =
+                |event: EventView<'_>| -> Result<bool, Failure> { gate.pass(event, &mut *visit) };
+            if let Some((ty, id)) = one_aggregate(filters) {
                 let (mut after, up_to) = version_bounds(filters);
                 loop {
-                    let batch = engine.events_of(ty, id, after, 1_000, up_to).map_err(map)?;
+                    let batch = engine
+                        .events_of(&ty, &id, after, 1_000, up_to)
+                        .map_err(map)?;
                     let Some(last) = batch.last() else { break };
                     after = last.version;
                     for event in &batch {
@@ -1372,7 +1354,7 @@ const STREAM_MIN_ROWS: usize = 256;
 /// at a time), so nothing can appear behind the cursor.
 struct HistoryStream {
     engine: Engine,
-    redactor: Redactor,
+    gate: EventGate,
     principal: Principal,
     action: Action,
     items: Vec<SelectItem>,
@@ -1385,8 +1367,6 @@ struct HistoryStream {
     /// The last event id looked at, and the ids the filters allow at most.
     after: u64,
     up_to: u64,
-    /// Events looked at so far, against [`MAX_SCAN_ROWS`].
-    scanned: usize,
     done: bool,
     /// Counts the statement as running (for graceful shutdown and the idle timeout) until
     /// its last chunk is read.
@@ -1396,9 +1376,7 @@ struct HistoryStream {
 impl HistoryStream {
     /// Whether `query` takes the whole-history path in `scan_table`.
     fn applies(query: &Query, filters: &[BoundPredicate]) -> bool {
-        matches!(query.table, Table::Events | Table::Outbox)
-            && !(equality_text(filters, ColumnRef::AggregateType).is_some()
-                && equality_text(filters, ColumnRef::AggregateId).is_some())
+        matches!(query.table, Table::Events | Table::Outbox) && one_aggregate(filters).is_none()
     }
 
     fn into_rows(self) -> TextRows {
@@ -1443,13 +1421,58 @@ impl HistoryStream {
         Ok(rows)
     }
 
-    /// Counts, filters, redacts and encodes one event; false when the result is complete.
+    /// Counts, redacts, filters and encodes one event; false when the result is complete.
     fn take(
         &mut self,
         buffer: &mut BytesMut,
         rows: &mut Vec<DataRow>,
         event: EventView<'_>,
     ) -> Result<bool, Failure> {
+        self.gate.pass(event, |row| {
+            if !row_visible(&self.principal, self.action, &row)
+                || !row_matches(&row, &self.filters, &self.params)?
+            {
+                return Ok(true);
+            }
+            if self.skip > 0 {
+                self.skip -= 1;
+                return Ok(true);
+            }
+            encode_projection_text(buffer, &row, &self.items, &self.params)?;
+            rows.push(DataRow::new(buffer.split(), self.field_count));
+            if let Some(remaining) = self.remaining.as_mut() {
+                *remaining -= 1;
+                if *remaining == 0 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+}
+
+/// What every event a scan reads passes before it becomes a row: the scan cap
+/// ([`MAX_SCAN_ROWS`]) and the schema's hidden-field redaction. One per scan, so a
+/// streamed scan keeps its count across chunks.
+struct EventGate {
+    redactor: Redactor,
+    scanned: usize,
+}
+
+impl EventGate {
+    fn new(redactor: Redactor) -> Self {
+        Self {
+            redactor,
+            scanned: 0,
+        }
+    }
+
+    /// Counts `event` against the cap and hands it, redacted, to `visit` as a row.
+    fn pass<T>(
+        &mut self,
+        event: EventView<'_>,
+        visit: impl FnOnce(Row<'_>) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
         self.scanned += 1;
         if self.scanned > MAX_SCAN_ROWS {
             return Err(too_many_rows());
@@ -1457,29 +1480,20 @@ impl HistoryStream {
         let payload = self
             .redactor
             .payload(event.aggregate_type, event.payload_json)?;
-        let row = Row::Event(EventView {
+        visit(Row::Event(EventView {
             payload_json: StoredText::new(&payload),
             ..event
-        });
-        if !row_visible(&self.principal, self.action, &row)
-            || !row_matches(&row, &self.filters, &self.params)?
-        {
-            return Ok(true);
-        }
-        if self.skip > 0 {
-            self.skip -= 1;
-            return Ok(true);
-        }
-        encode_projection_text(buffer, &row, &self.items, &self.params)?;
-        rows.push(DataRow::new(buffer.split(), self.field_count));
-        if let Some(remaining) = self.remaining.as_mut() {
-            *remaining -= 1;
-            if *remaining == 0 {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        }))
     }
+}
+
+/// The one aggregate both of whose names the filters pin with `=`: its own history (or
+/// record) is then the access path.
+fn one_aggregate(filters: &[BoundPredicate]) -> Option<(String, String)> {
+    Some((
+        equality_text(filters, ColumnRef::AggregateType)?,
+        equality_text(filters, ColumnRef::AggregateId)?,
+    ))
 }
 
 fn row_visible(principal: &Principal, action: Action, row: &Row<'_>) -> bool {
@@ -1638,11 +1652,8 @@ fn table_columns(row: &Row<'_>) -> &'static [ColumnRef] {
 /// The value of a column for a row; an error only when stored text is not UTF-8.
 fn column_cell<'a>(row: &Row<'a>, column: ColumnRef) -> Result<Cell, Failure> {
     let int = |v: u64| Cell::Int(sql_int(v));
-    let text = |t: StoredText<'_>, field| {
-        t.to_str(field)
-            .map(|t| Cell::Text(t.to_owned()))
-            .map_err(|e| engine_error(&e))
-    };
+    let str_of = |t: StoredText<'a>, field| t.to_str(field).map_err(|e| engine_error(&e));
+    let text = |t: StoredText<'a>, field| str_of(t, field).map(|t| Cell::Text(t.to_owned()));
     Ok(match row {
         Row::Event(e) => match column {
             ColumnRef::EventId => int(e.event_id),
@@ -1658,10 +1669,8 @@ fn column_cell<'a>(row: &Row<'a>, column: ColumnRef) -> Result<Cell, Failure> {
             },
             ColumnRef::CreatedAt => Cell::Timestamp(e.created_at_micros),
             ColumnRef::IssuedBy => {
-                let issuer = |t: StoredText<'a>| t.to_str("event issuer");
-                let (group, user) = issuer(e.issued_by_group)
-                    .and_then(|g| Ok((g, issuer(e.issued_by_user)?)))
-                    .map_err(|e| engine_error(&e))?;
+                let group = str_of(e.issued_by_group, "event issuer")?;
+                let user = str_of(e.issued_by_user, "event issuer")?;
                 Cell::Text(serde_json::json!({"group": group, "user": user}).to_string())
             }
             ColumnRef::Hash => Cell::Text(hex(e.hash)),
@@ -1870,9 +1879,7 @@ fn natural_order(query: &Query, filters: &[BoundPredicate]) -> bool {
     };
     match query.table {
         Table::Events | Table::Outbox => {
-            let stream = equality_text(filters, ColumnRef::AggregateType).is_some()
-                && equality_text(filters, ColumnRef::AggregateId).is_some();
-            if stream {
+            if one_aggregate(filters).is_some() {
                 ascending(&[ColumnRef::Version]) || ascending(&[ColumnRef::EventId])
             } else {
                 ascending(&[ColumnRef::EventId])
