@@ -254,7 +254,11 @@ impl Engine {
             path: options.data_dir.display().to_string(),
             source,
         })?;
-        let db = Arc::new(store::open(&options.data_dir, options.block_cache_bytes)?);
+        let db = Arc::new(store::open(
+            &options.data_dir,
+            options.block_cache_bytes,
+            store::ValueForm::of(options.encryption.as_ref()),
+        )?);
         // Before anything is read: a wrong or missing key fails here, with one message.
         let cipher = seal::open_cipher(&db, &options.data_dir, options.encryption.as_ref(), true)?;
         let last_event_id = last_event_id(&db)?;

@@ -110,11 +110,16 @@ pub const PASSPHRASE_PREFIX: &str = "passphrase:";
 /// request and its event ids) and the stored schema. Stream entries hold only event ids,
 /// and the other meta values are counters and markers the store needs before it has a key.
 pub fn is_sealed(cf: &str, key: &[u8]) -> bool {
-    match cf {
-        CF_EVENTS | CF_AGGREGATES | CF_SNAPSHOTS | CF_IDEMPOTENCY => true,
-        CF_META => key == META_SCHEMA,
-        _ => false,
-    }
+    every_value_sealed(cf) || (cf == CF_META && key == META_SCHEMA)
+}
+
+/// Whether every value of column family `cf` is sealed when a key is set (see
+/// [`is_sealed`]); such a column family then holds nothing compression can shrink.
+pub fn every_value_sealed(cf: &str) -> bool {
+    matches!(
+        cf,
+        CF_EVENTS | CF_AGGREGATES | CF_SNAPSHOTS | CF_IDEMPOTENCY
+    )
 }
 
 /// Where the data key comes from (the parsed `data_encryption_key`). Its `Debug` never
@@ -932,6 +937,7 @@ pub fn rewrite_store(
 ) -> Result<u64, EngineError> {
     use super::keys::{ALL_CFS, META_DOMAIN, META_FORMAT};
     use super::options::DEFAULT_BLOCK_CACHE_BYTES;
+    use super::store::ValueForm;
     if !super::store::exists(from) {
         return Err(EngineError::IncompatibleStore(format!(
             "{} holds no store to rewrite",
@@ -944,13 +950,13 @@ pub fn rewrite_store(
             to.display()
         )));
     }
-    let source = super::store::open(from, DEFAULT_BLOCK_CACHE_BYTES)?;
+    let source = super::store::open(from, DEFAULT_BLOCK_CACHE_BYTES, ValueForm::of(from_key))?;
     let opener = open_cipher(&source, from, from_key, false)?;
     std::fs::create_dir_all(to).map_err(|source| EngineError::Io {
         path: to.display().to_string(),
         source,
     })?;
-    let target = super::store::open(to, DEFAULT_BLOCK_CACHE_BYTES)?;
+    let target = super::store::open(to, DEFAULT_BLOCK_CACHE_BYTES, ValueForm::of(to_key))?;
     let sealer = open_cipher(&target, to, to_key, true)?;
 
     let total: u64 = ALL_CFS
@@ -1209,7 +1215,9 @@ mod tests {
             stored.extend_from_slice(&tag);
             stored
         };
-        let db = super::super::store::open(dir.path(), 1 << 20).expect("store");
+        let db =
+            super::super::store::open(dir.path(), 1 << 20, super::super::store::ValueForm::Plain)
+                .expect("store");
         let meta = super::super::cf(&db, CF_META).expect("meta");
         let old_record = EncryptionRecord {
             cipher: CIPHER_XCHACHA20_POLY1305,

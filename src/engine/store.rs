@@ -24,8 +24,29 @@ const LEGACY_ADVICE: &str = "This build of EventDBX is single-tenant and pinned 
     data with the build that wrote it and import it here, or run a dedicated migration \
     before upgrading.";
 
+/// What this process writes into the column families whose values are all sealed under a
+/// data key ([`super::seal::every_value_sealed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueForm {
+    /// AEAD ciphertext: incompressible, so those column families are not compressed.
+    Sealed,
+    /// Plaintext (no data key).
+    Plain,
+}
+
+impl ValueForm {
+    /// The form of the values written with data key `key`, if any.
+    pub fn of(key: Option<&super::seal::KeySpec>) -> Self {
+        if key.is_some() {
+            ValueForm::Sealed
+        } else {
+            ValueForm::Plain
+        }
+    }
+}
+
 /// Opens (creating if needed) the store in `dir`, after checking it is ours.
-pub fn open(dir: &Path, block_cache_bytes: usize) -> Result<DB, EngineError> {
+pub fn open(dir: &Path, block_cache_bytes: usize, values: ValueForm) -> Result<DB, EngineError> {
     refuse_foreign_layouts(dir)?;
     let existed = exists(dir);
     if existed {
@@ -36,7 +57,7 @@ pub fn open(dir: &Path, block_cache_bytes: usize) -> Result<DB, EngineError> {
     let db_options = db_options();
     let descriptors = ALL_CFS
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache)));
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, values)));
     let db = DB::open_cf_descriptors(&db_options, dir, descriptors)?;
     check_or_stamp_format(&db, dir, existed)?;
     Ok(db)
@@ -131,7 +152,7 @@ const WAL_FILES_RECYCLED: usize = 4;
 /// cache, the two budgets that bound RocksDB's memory.
 const MEMTABLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
-fn cf_options(name: &str, cache: &Cache) -> Options {
+fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
@@ -157,8 +178,17 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
         opts.set_optimize_filters_for_hits(true);
     }
     opts.set_block_based_table_factory(&table);
-    opts.set_compression_type(DBCompressionType::Lz4);
-    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    if values == ValueForm::Sealed && super::seal::every_value_sealed(name) {
+        // Ciphertext does not compress: RocksDB compressed every block of these column
+        // families on each flush and compaction only to store it raw (LZ4 and ZSTD were ~4%
+        // of the server's CPU under 32 appending clients). Values already stored compressed
+        // stay readable; compaction rewrites them uncompressed.
+        opts.set_compression_type(DBCompressionType::None);
+        opts.set_bottommost_compression_type(DBCompressionType::None);
+    } else {
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    }
     opts.set_level_compaction_dynamic_level_bytes(true);
     // Per-CF memtable sizes within MEMTABLE_BUDGET_BYTES: `events` takes the most bytes per
     // append; `aggregates` rewrites one record per append.
@@ -237,5 +267,52 @@ fn check_or_stamp_format(db: &DB, dir: &Path, existed: bool) -> Result<(), Engin
             dir.display(),
             other.map(|d| String::from_utf8_lossy(&d).into_owned())
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::keys::CF_AGGREGATES;
+
+    /// The `compression` and `bottommost_compression` RocksDB recorded for column family
+    /// `cf` in the newest OPTIONS file of `dir` (the options a store actually runs with).
+    fn recorded_compression(dir: &Path, cf: &str) -> (String, String) {
+        let newest = std::fs::read_dir(dir)
+            .expect("data dir")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("OPTIONS-"))
+            .max_by_key(|name| name["OPTIONS-".len()..].parse::<u64>().unwrap_or(0))
+            .expect("an OPTIONS file");
+        let text = std::fs::read_to_string(dir.join(newest)).expect("OPTIONS");
+        let header = format!("[CFOptions \"{cf}\"]");
+        let start = text.find(&header).expect("the column family's section") + header.len();
+        let section = text[start..].split("\n[").next().unwrap_or_default();
+        let value = |option: &str| {
+            section
+                .lines()
+                .map(str::trim)
+                .find_map(|line| line.strip_prefix(&format!("{option}=")))
+                .expect("the option")
+                .to_owned()
+        };
+        (value("compression"), value("bottommost_compression"))
+    }
+
+    #[test]
+    fn sealed_column_families_are_not_compressed_only_when_values_are_sealed() {
+        let sealed = tempfile::tempdir().expect("tempdir");
+        drop(open(sealed.path(), 1 << 20, ValueForm::Sealed).expect("store"));
+        let none = ("kNoCompression".to_owned(), "kNoCompression".to_owned());
+        let compressed = ("kLZ4Compression".to_owned(), "kZSTD".to_owned());
+        assert_eq!(recorded_compression(sealed.path(), CF_EVENTS), none);
+        assert_eq!(recorded_compression(sealed.path(), CF_AGGREGATES), none);
+        // Stream entries are never sealed: still worth compressing.
+        assert_eq!(recorded_compression(sealed.path(), CF_STREAMS), compressed);
+
+        let plain = tempfile::tempdir().expect("tempdir");
+        drop(open(plain.path(), 1 << 20, ValueForm::Plain).expect("store"));
+        assert_eq!(recorded_compression(plain.path(), CF_EVENTS), compressed);
     }
 }
