@@ -30,13 +30,6 @@ SEED_EVENTS = 100_000
 PAGE_EVENTS = 1_000
 
 
-def cpu_seconds(pid):
-    """User plus system CPU time of a process, all threads."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def start(binary, encrypted):
     path, _, settings = binary.partition("@")
     root = tempfile.mkdtemp(prefix="edbx-ab-")
@@ -61,13 +54,13 @@ def run_pgbench(server, base, step, args):
     if args.load == "outbox":
         extra = ["-D", f"base={base}", "-D", f"step={step}",
                  "-D", f"span={SEED_EVENTS - PAGE_EVENTS}"]
-    server_before = cpu_seconds(server.pid())
+    server_before = sbs.cpu_seconds(server.pid())
     result = subprocess.run(
         ["/usr/bin/time", "-f", "%U %S", "pgbench", "-n", "-M", "prepared", "-f", script,
          "-c", str(args.clients), "-j", str(min(args.clients, 2)), "-T", str(args.seconds),
          *extra],
         env=server.env, capture_output=True, text=True, check=True)
-    server_cpu = cpu_seconds(server.pid()) - server_before
+    server_cpu = sbs.cpu_seconds(server.pid()) - server_before
     rate = float(next(line for line in result.stdout.splitlines()
                       if line.startswith("tps")).split()[2])
     user, system = map(float, result.stderr.strip().splitlines()[-1].split())

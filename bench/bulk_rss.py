@@ -23,14 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper)
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) // 1024
-    return 0
-
-
 def measure(dbx, loaders, statements, rows):
     root = tempfile.mkdtemp(prefix="edbx-bulk-rss-")
     os.chmod(root, 0o755)
@@ -42,7 +34,7 @@ def measure(dbx, loaders, statements, rows):
 
         def sample():
             while not done.is_set():
-                peak[0] = max(peak[0], rss_mib(pid))
+                peak[0] = max(peak[0], sbs.current_rss_mib(pid))
                 time.sleep(0.05)
 
         sampler = threading.Thread(target=sample)
@@ -71,7 +63,7 @@ def measure(dbx, loaders, statements, rows):
         done.set()
         sampler.join()
         print(f"{dbx}: {loaders} loaders x {statements} statements x {rows} rows in "
-              f"{took:.1f} s, peak RSS {peak[0]} MiB", flush=True)
+              f"{took:.1f} s, peak RSS {peak[0]:.0f} MiB", flush=True)
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -14,28 +14,12 @@ it, and the data directory's size. See docs/BENCHMARKS.md, fifth pass.
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper)
-
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """User plus system CPU time of every thread of `pid` so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
-
-
-def dir_mib(path):
-    out = subprocess.run(["du", "-sm", path], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[0])
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,15 +37,15 @@ def main():
             server = sbs.EventDBX(root, dbx, encryption=not args.no_encryption)
             try:
                 pid = server.pid()
-                cpu_before, started = cpu_seconds(pid), time.time()
+                cpu_before, started = sbs.cpu_seconds(pid), time.time()
                 sbs.seed_eventdbx(server, args.events)
-                loaded, cpu_loaded = time.time(), cpu_seconds(pid)
+                loaded, cpu_loaded = time.time(), sbs.cpu_seconds(pid)
                 time.sleep(args.settle)
-                cpu_settled = cpu_seconds(pid)
+                cpu_settled = sbs.cpu_seconds(pid)
                 print(f"{dbx}: {args.events:,} events loaded in {loaded - started:.1f} s; "
                       f"server CPU {cpu_loaded - cpu_before:.1f} s during the load, "
                       f"+{cpu_settled - cpu_loaded:.1f} s in the {args.settle:.0f} s after; "
-                      f"data directory {dir_mib(server.dir)} MiB", flush=True)
+                      f"data directory {sbs.dir_mib(server.dir):.0f} MiB", flush=True)
             finally:
                 server.stop()
                 shutil.rmtree(root, ignore_errors=True)

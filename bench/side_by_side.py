@@ -90,6 +90,13 @@ def peak_rss_mib(pid):
     return proc_status_mib(pid, "VmHWM", float("nan"))
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far, all threads."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Postgres:
     def __init__(self, root):
         self.dir = os.path.join(root, "pg")
