@@ -16,12 +16,11 @@ A binary may carry environment settings for its server: `path/to/dbx@TOKIO_WORKE
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seeding)
@@ -55,17 +54,18 @@ def run_pgbench(server, base, step, args):
         extra = ["-D", f"base={base}", "-D", f"step={step}",
                  "-D", f"span={SEED_EVENTS - PAGE_EVENTS}"]
     server_before = sbs.cpu_seconds(server.pid())
-    result = subprocess.run(
-        ["/usr/bin/time", "-f", "%U %S", "pgbench", "-n", "-M", "prepared", "-f", script,
-         "-c", str(args.clients), "-j", str(min(args.clients, 2)), "-T", str(args.seconds),
-         *extra],
-        env=server.env, capture_output=True, text=True, check=True)
+    client_before = children_cpu_seconds()
+    rate, _latency = sbs.pgbench(server.env, script, args.clients, args.seconds, extra)
+    client_cpu = children_cpu_seconds() - client_before
     server_cpu = sbs.cpu_seconds(server.pid()) - server_before
-    rate = float(next(line for line in result.stdout.splitlines()
-                      if line.startswith("tps")).split()[2])
-    user, system = map(float, result.stderr.strip().splitlines()[-1].split())
     transactions = rate * args.seconds
-    return rate, 1e6 * server_cpu / transactions, 1e6 * (user + system) / transactions
+    return rate, 1e6 * server_cpu / transactions, 1e6 * client_cpu / transactions
+
+
+def children_cpu_seconds():
+    """User plus system CPU time of this script's finished children (pgbench, once waited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():

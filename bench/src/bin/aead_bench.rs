@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use eventdbx_bench::median;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 /// Plaintext lengths: a 256-byte value, the benchmark's ~260-byte event, and that event
@@ -48,11 +49,8 @@ fn run() -> Result<(), String> {
             let mut per_open = (0..rounds)
                 .map(|_| time_opens(plaintext, aad, opens))
                 .collect::<Result<Vec<f64>, String>>()?;
-            per_open.sort_by(|a, b| a.total_cmp(b));
-            let median = per_open
-                .get(per_open.len() / 2)
-                .copied()
-                .unwrap_or(f64::NAN);
+            let median = median(&mut per_open);
+            // `median` left the rounds sorted.
             let fastest = per_open.first().copied().unwrap_or(f64::NAN);
             println!("| {plaintext} | {aad} | {median:.1} | {fastest:.1} |");
         }

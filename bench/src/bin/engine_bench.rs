@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eventdbx::engine::{AppendRequest, Engine, EngineOptions, Issuer, KeySpec, NewEvent};
+use eventdbx_bench::median;
 use serde_json::{Map, Value};
 
 const PAYLOAD_BYTES: usize = 256;
@@ -187,15 +188,6 @@ fn read_latency_micros(engine: &Engine, id: &str) -> Result<f64, String> {
         }
     }
     Ok(median(&mut samples))
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 fn main() {
