@@ -350,3 +350,72 @@ async fn streamed_and_suspended_text_results_match_the_simple_protocol() {
     still_serves(&server).await;
     server.stop().await;
 }
+
+/// Regression: the tail of a result over 8 KiB was written out on its own before its
+/// CommandComplete (`feed` asks `poll_ready`, which writes out a buffer over 8 KiB), and
+/// ReadyForQuery went out in a write of its own (pgwire's Sync handler does the same): two
+/// more writes, and two more wake-ups of the client, for every outbox page. A result under
+/// the row-flush bound now waits, whole, for the Sync, and leaves with its CommandComplete
+/// and ReadyForQuery.
+#[tokio::test]
+async fn a_result_waits_for_sync_and_leaves_with_its_ready_for_query() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let filler = "z".repeat(300);
+    let total = 100usize; // ~33 KiB of rows: over the 8 KiB that made `feed` write
+    let rows: Vec<String> = (0..total)
+        .map(|n| format!("('tail', 't-{n}', 'filled', '{{\"filler\":\"{filler}\"}}')"))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("seed");
+
+    let mut stream = authenticated(&server).await;
+    let mut parse = cstring("");
+    parse.extend_from_slice(&cstring(
+        "SELECT event_id, aggregate_id, payload FROM events ORDER BY event_id",
+    ));
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    let mut bind = cstring("");
+    bind.extend_from_slice(&cstring(""));
+    for count in [0i16, 0, 0] {
+        bind.extend_from_slice(&count.to_be_bytes());
+    }
+    let mut execute = cstring("");
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    // Parsed first on its own: ParseComplete is written when the Parse is answered.
+    let mut request = message(b'P', &parse);
+    request.extend_from_slice(&message(b'S', &[]));
+    stream.write_all(&request).await.expect("parse");
+    let parsed: Vec<u8> = read_messages_until(&mut stream, b"Z")
+        .await
+        .iter()
+        .map(|(tag, _)| *tag)
+        .collect();
+    assert_eq!(parsed, b"1Z");
+    let mut request = message(b'B', &bind);
+    request.extend_from_slice(&message(b'E', &execute));
+    stream.write_all(&request).await.expect("bind, execute");
+
+    let mut early = [0u8; 1];
+    let before_sync =
+        tokio::time::timeout(Duration::from_millis(300), stream.read(&mut early)).await;
+    assert!(
+        before_sync.is_err(),
+        "nothing is written before Sync while the result is under the row-flush bound"
+    );
+
+    stream.write_all(&message(b'S', &[])).await.expect("sync");
+    let messages = read_messages_until(&mut stream, b"Z").await;
+    let tags: Vec<u8> = messages.iter().map(|(tag, _)| *tag).collect();
+    let mut expected = vec![b'2'];
+    expected.extend(std::iter::repeat_n(b'D', total));
+    expected.extend([b'C', b'Z']);
+    assert_eq!(tags, expected, "every message of the answer, in order");
+    still_serves(&server).await;
+    server.stop().await;
+}

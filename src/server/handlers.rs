@@ -24,10 +24,10 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Describe, Execute, PortalSuspended, TARGET_TYPE_BYTE_PORTAL,
-    TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Describe, Execute, PortalSuspended, Sync as SyncMessage,
+    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
-use pgwire::messages::response::EmptyQueryResponse;
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
@@ -322,8 +322,10 @@ impl SimpleQueryHandler for QueryHandler {
 /// writing once per 64 KiB instead turns a 1,000-event outbox page (~320 KiB) from ~40
 /// `sendto` calls into ~5, and loopback TCP charges most of its cost per call. The codec's
 /// `start_send` only appends to the buffer, and the buffer is flushed empty at this bound,
-/// so skipping `poll_ready` in between is safe; the buffer is bounded by this constant plus
-/// one row.
+/// so skipping `poll_ready` in between is safe. What an Execute leaves queued (under this
+/// bound plus one row, and its CommandComplete) is written by the Sync, by the next message
+/// fed, or at this bound by the next Execute's rows: the buffer stays under twice this
+/// constant plus two rows.
 const ROW_FLUSH_BYTES: usize = 64 * 1024;
 
 /// A DataRow's type byte, length and field count, ahead of its values.
@@ -480,10 +482,34 @@ impl ExtendedQueryHandler for QueryHandler {
             } else {
                 PgWireBackendMessage::CommandComplete(Tag::new(&tag).with_rows(rows).into())
             };
-            client.feed(done).await?;
+            // Queued behind the last rows, not fed: `feed` asks `poll_ready` first, which
+            // writes out a buffer over 8 KiB on its own, so the tail of a large result left
+            // in one write and CommandComplete with ReadyForQuery in another (one more
+            // `sendto` and one more wake-up of the client per outbox page, seen with strace).
+            // The buffer stays bounded: it was under ROW_FLUSH_BYTES plus a row, and the next
+            // Bind, Sync or result writes it out.
+            Pin::new(&mut *client).start_send(done)?;
         }
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(transaction_status);
+        Ok(())
+    }
+
+    /// Like pgwire's, but ReadyForQuery is queued behind what the Execute left unwritten
+    /// (the tail of a result and its CommandComplete) and everything leaves in one write:
+    /// pgwire's `send` asks `poll_ready` first, which writes out a buffer over 8 KiB on its
+    /// own and sent ReadyForQuery in a second write.
+    async fn on_sync<C>(&self, client: &mut C, _message: SyncMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let ready = ReadyForQuery::new(client.transaction_status());
+        Pin::new(&mut *client).start_send(PgWireBackendMessage::ReadyForQuery(ready))?;
+        client.flush().await?;
         Ok(())
     }
 
