@@ -419,3 +419,61 @@ async fn a_result_waits_for_sync_and_leaves_with_its_ready_for_query() {
     still_serves(&server).await;
     server.stop().await;
 }
+
+/// The simple protocol's answers, sent by our own `on_query` (rows written out per 64 KiB,
+/// ReadyForQuery queued behind them): every message in order, and the transaction status
+/// each ReadyForQuery reports, across a result several writes long, an empty query, a
+/// transaction, an error inside it and its rollback.
+#[tokio::test]
+async fn simple_queries_answer_in_order_with_the_transaction_status() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let filler = "q".repeat(500);
+    let total = 300usize; // ~160 KiB of rows: three row-flush bounds
+    let rows: Vec<String> = (0..total)
+        .map(|n| format!("('simple', 's-{n}', 'filled', '{{\"filler\":\"{filler}\"}}')"))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("seed");
+
+    let mut stream = authenticated(&server).await;
+    let mut ask = async |sql: &str| -> (Vec<u8>, u8) {
+        stream
+            .write_all(&message(b'Q', &cstring(sql)))
+            .await
+            .expect("query");
+        let messages = read_messages_until(&mut stream, b"Z").await;
+        let status = messages.last().map_or(0, |(_, body)| body[0]);
+        (messages.iter().map(|(tag, _)| *tag).collect(), status)
+    };
+
+    let (tags, status) = ask("SELECT event_id, payload FROM events ORDER BY event_id").await;
+    let mut expected = vec![b'T'];
+    expected.extend(std::iter::repeat_n(b'D', total));
+    expected.extend([b'C', b'Z']);
+    assert_eq!(
+        tags, expected,
+        "a result several writes long, whole and in order"
+    );
+    assert_eq!(status, b'I');
+
+    assert_eq!(ask(" ; ").await, (b"IZ".to_vec(), b'I'), "an empty query");
+    assert_eq!(
+        ask("BEGIN; SELECT 1").await,
+        (b"CTDCZ".to_vec(), b'T'),
+        "inside a transaction"
+    );
+    assert_eq!(
+        ask("SELECT * FROM no_such_table").await,
+        (b"EZ".to_vec(), b'E'),
+        "a failed transaction"
+    );
+    assert_eq!(ask("ROLLBACK").await, (b"CZ".to_vec(), b'I'), "rolled back");
+    still_serves(&server).await;
+    server.stop().await;
+}
