@@ -233,6 +233,61 @@ fn data_row_values(body: &[u8]) -> Vec<Option<String>> {
     values
 }
 
+/// The tags of `messages`, in order.
+fn tags(messages: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    messages.iter().map(|(tag, _)| *tag).collect()
+}
+
+/// A Parse of `sql` as the unnamed statement, no parameter types given.
+fn parse_message(sql: &str) -> Vec<u8> {
+    let mut parse = cstring("");
+    parse.extend_from_slice(&cstring(sql));
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    message(b'P', &parse)
+}
+
+/// A Bind of the unnamed statement to the unnamed portal, without parameters, every result
+/// column in text.
+fn bind_all_text_message() -> Vec<u8> {
+    let mut bind = cstring("");
+    bind.extend_from_slice(&cstring(""));
+    for count in [0i16, 0, 0] {
+        // parameter formats, parameters, result formats (none = all text)
+        bind.extend_from_slice(&count.to_be_bytes());
+    }
+    message(b'B', &bind)
+}
+
+/// An Execute of the unnamed portal for at most `max_rows` rows (0 = all).
+fn execute_message(max_rows: i32) -> Vec<u8> {
+    let mut execute = cstring("");
+    execute.extend_from_slice(&max_rows.to_be_bytes());
+    message(b'E', &execute)
+}
+
+/// Inserts `total` events of type `aggregate_type`, one aggregate each, whose payloads carry
+/// `filler_bytes` of filler, in one statement.
+async fn seed_filled_events(
+    client: &tokio_postgres::Client,
+    aggregate_type: &str,
+    total: usize,
+    filler_bytes: usize,
+) {
+    let filler = "f".repeat(filler_bytes);
+    let rows: Vec<String> = (0..total)
+        .map(|n| {
+            format!("('{aggregate_type}', '{aggregate_type}-{n}', 'filled', '{{\"filler\":\"{filler}\"}}')")
+        })
+        .collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("seed");
+}
+
 /// Parse, Bind (every result column in text), then Executes of `max_rows` (0 = all) until
 /// the portal completes; returns the rows and the CommandComplete tag.
 async fn extended_text_rows(
@@ -240,20 +295,10 @@ async fn extended_text_rows(
     sql: &str,
     max_rows: i32,
 ) -> (Vec<Vec<Option<String>>>, String) {
-    let mut parse = cstring("");
-    parse.extend_from_slice(&cstring(sql));
-    parse.extend_from_slice(&0i16.to_be_bytes());
-    let mut bind = cstring("");
-    bind.extend_from_slice(&cstring(""));
-    for count in [0i16, 0, 0] {
-        // parameter formats, parameters, result formats (none = all text)
-        bind.extend_from_slice(&count.to_be_bytes());
-    }
-    let mut execute = cstring("");
-    execute.extend_from_slice(&max_rows.to_be_bytes());
-    let mut request = message(b'P', &parse);
-    request.extend_from_slice(&message(b'B', &bind));
-    request.extend_from_slice(&message(b'E', &execute));
+    let execute = execute_message(max_rows);
+    let mut request = parse_message(sql);
+    request.extend_from_slice(&bind_all_text_message());
+    request.extend_from_slice(&execute);
     request.extend_from_slice(&message(b'H', &[]));
     stream
         .write_all(&request)
@@ -280,10 +325,7 @@ async fn extended_text_rows(
             return (rows, tag);
         }
         // PortalSuspended: ask for the next rows of the same portal.
-        stream
-            .write_all(&message(b'E', &execute))
-            .await
-            .expect("execute again");
+        stream.write_all(&execute).await.expect("execute again");
         stream.write_all(&message(b'H', &[])).await.expect("flush");
     }
 }
@@ -361,44 +403,19 @@ async fn streamed_and_suspended_text_results_match_the_simple_protocol() {
 async fn a_result_waits_for_sync_and_leaves_with_its_ready_for_query() {
     let server = TestServer::start().await;
     let client = server.connect().await;
-    let filler = "z".repeat(300);
     let total = 100usize; // ~33 KiB of rows: over the 8 KiB that made `feed` write
-    let rows: Vec<String> = (0..total)
-        .map(|n| format!("('tail', 't-{n}', 'filled', '{{\"filler\":\"{filler}\"}}')"))
-        .collect();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
-            rows.join(",")
-        ))
-        .await
-        .expect("seed");
+    seed_filled_events(&client, "tail", total, 300).await;
 
     let mut stream = authenticated(&server).await;
-    let mut parse = cstring("");
-    parse.extend_from_slice(&cstring(
-        "SELECT event_id, aggregate_id, payload FROM events ORDER BY event_id",
-    ));
-    parse.extend_from_slice(&0i16.to_be_bytes());
-    let mut bind = cstring("");
-    bind.extend_from_slice(&cstring(""));
-    for count in [0i16, 0, 0] {
-        bind.extend_from_slice(&count.to_be_bytes());
-    }
-    let mut execute = cstring("");
-    execute.extend_from_slice(&0i32.to_be_bytes());
     // Parsed first on its own: ParseComplete is written when the Parse is answered.
-    let mut request = message(b'P', &parse);
+    let mut request =
+        parse_message("SELECT event_id, aggregate_id, payload FROM events ORDER BY event_id");
     request.extend_from_slice(&message(b'S', &[]));
     stream.write_all(&request).await.expect("parse");
-    let parsed: Vec<u8> = read_messages_until(&mut stream, b"Z")
-        .await
-        .iter()
-        .map(|(tag, _)| *tag)
-        .collect();
-    assert_eq!(parsed, b"1Z");
-    let mut request = message(b'B', &bind);
-    request.extend_from_slice(&message(b'E', &execute));
+    let parsed = read_messages_until(&mut stream, b"Z").await;
+    assert_eq!(tags(&parsed), b"1Z");
+    let mut request = bind_all_text_message();
+    request.extend_from_slice(&execute_message(0));
     stream.write_all(&request).await.expect("bind, execute");
 
     let mut early = [0u8; 1];
@@ -411,11 +428,14 @@ async fn a_result_waits_for_sync_and_leaves_with_its_ready_for_query() {
 
     stream.write_all(&message(b'S', &[])).await.expect("sync");
     let messages = read_messages_until(&mut stream, b"Z").await;
-    let tags: Vec<u8> = messages.iter().map(|(tag, _)| *tag).collect();
     let mut expected = vec![b'2'];
     expected.extend(std::iter::repeat_n(b'D', total));
     expected.extend([b'C', b'Z']);
-    assert_eq!(tags, expected, "every message of the answer, in order");
+    assert_eq!(
+        tags(&messages),
+        expected,
+        "every message of the answer, in order"
+    );
     still_serves(&server).await;
     server.stop().await;
 }
@@ -428,18 +448,8 @@ async fn a_result_waits_for_sync_and_leaves_with_its_ready_for_query() {
 async fn simple_queries_answer_in_order_with_the_transaction_status() {
     let server = TestServer::start().await;
     let client = server.connect().await;
-    let filler = "q".repeat(500);
     let total = 300usize; // ~160 KiB of rows: three row-flush bounds
-    let rows: Vec<String> = (0..total)
-        .map(|n| format!("('simple', 's-{n}', 'filled', '{{\"filler\":\"{filler}\"}}')"))
-        .collect();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
-            rows.join(",")
-        ))
-        .await
-        .expect("seed");
+    seed_filled_events(&client, "simple", total, 500).await;
 
     let mut stream = authenticated(&server).await;
     let mut ask = async |sql: &str| -> (Vec<u8>, u8) {
@@ -449,7 +459,7 @@ async fn simple_queries_answer_in_order_with_the_transaction_status() {
             .expect("query");
         let messages = read_messages_until(&mut stream, b"Z").await;
         let status = messages.last().map_or(0, |(_, body)| body[0]);
-        (messages.iter().map(|(tag, _)| *tag).collect(), status)
+        (tags(&messages), status)
     };
 
     let (tags, status) = ask("SELECT event_id, payload FROM events ORDER BY event_id").await;

@@ -2,10 +2,12 @@
 //! planning and Describe), parameter decoding, and turning outcomes into responses.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::channel::oneshot;
 use futures::StreamExt;
 use futures::{stream, Sink, SinkExt};
 use pgwire::api::portal::PortalExecutionState;
@@ -300,23 +302,8 @@ impl SimpleQueryHandler for QueryHandler {
         let responses = if text.chars().all(|c| c == ';' || c.is_whitespace()) {
             vec![Response::EmptyQuery]
         } else {
-            let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-                Some(handle) => Some(handle.start_query().await),
-                None => None,
-            };
-            match cancel {
-                Some(cancel) => {
-                    let query = SimpleQueryHandler::do_query(self, client, &text);
-                    futures::pin_mut!(query);
-                    match futures::future::select(query, cancel).await {
-                        futures::future::Either::Left((result, _)) => result?,
-                        futures::future::Either::Right(_) => {
-                            return Err(PgWireError::QueryCanceled)
-                        }
-                    }
-                }
-                None => SimpleQueryHandler::do_query(self, client, &text).await?,
-            }
+            let cancel = cancel_receiver(client).await;
+            unless_canceled(cancel, SimpleQueryHandler::do_query(self, client, &text)).await?
         };
         for response in responses {
             match response {
@@ -425,6 +412,31 @@ impl SimpleQueryHandler for QueryHandler {
 /// constant plus two rows.
 const ROW_FLUSH_BYTES: usize = 64 * 1024;
 
+/// A fresh receiver for the connection's cancel request, when the connection has a handle
+/// for one (pgwire's helper for this is private).
+async fn cancel_receiver<C: ClientInfo>(client: &C) -> Option<oneshot::Receiver<()>> {
+    match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+        Some(handle) => Some(handle.start_query().await),
+        None => None,
+    }
+}
+
+/// Runs `query` to its end, or fails it with QueryCanceled (57014) when `cancel` fires
+/// first. Both protocols run their statements through here.
+async fn unless_canceled<T>(
+    cancel: Option<oneshot::Receiver<()>>,
+    query: impl Future<Output = PgWireResult<T>>,
+) -> PgWireResult<T> {
+    let Some(cancel) = cancel else {
+        return query.await;
+    };
+    futures::pin_mut!(query);
+    match futures::future::select(query, cancel).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(_) => Err(PgWireError::QueryCanceled),
+    }
+}
+
 /// Queues a result's rows, writing them out whenever [`ROW_FLUSH_BYTES`] have gathered;
 /// returns how many there were. Both protocols send rows through here.
 async fn queue_rows<C>(client: &mut C, rows: &mut SendableRowStream) -> PgWireResult<usize>
@@ -508,26 +520,9 @@ impl ExtendedQueryHandler for QueryHandler {
         // collect every row first). The portal is then finished, as `fetch` leaves it.
         let mut run_to_end = None;
         let has_rows = if fresh {
-            let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-                Some(handle) => Some(handle.start_query().await),
-                None => None,
-            };
-            let response = match cancel {
-                Some(cancel) => {
-                    let query =
-                        ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows);
-                    futures::pin_mut!(query);
-                    match futures::future::select(query, cancel).await {
-                        futures::future::Either::Left((result, _)) => result?,
-                        futures::future::Either::Right(_) => {
-                            return Err(PgWireError::QueryCanceled)
-                        }
-                    }
-                }
-                None => {
-                    ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await?
-                }
-            };
+            let cancel = cancel_receiver(client).await;
+            let query = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows);
+            let response = unless_canceled(cancel, query).await?;
             match response {
                 Response::Query(results) if max_rows == 0 => {
                     *portal.state().lock().await = PortalExecutionState::Finished;
