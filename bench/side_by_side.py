@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """EventDBX vs PostgreSQL 15 with pgbench: durable appends (1 and 32 clients), current-state
-reads (1 and 32 clients), outbox pages of 1,000 events, the fdatasync floor, and the peak
-RSS of both servers. Standard library only. See bench/run.sh and docs/BENCHMARKS.md."""
+reads (1 and 32 clients), outbox pages of 1,000 events, the fdatasync floor, the peak RSS of
+both servers, and the CPU time each transaction costs the server and the client (pgbench).
+Standard library only. See bench/run.sh and docs/BENCHMARKS.md."""
 
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -97,6 +99,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def client_cpu_seconds():
+    """User plus system CPU time of this script's finished child processes (pgbench)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Postgres:
     def __init__(self, root):
         self.dir = os.path.join(root, "pg")
@@ -121,6 +129,26 @@ class Postgres:
     def pid(self):
         with open(os.path.join(self.data, "postmaster.pid")) as f:
             return int(f.readline())
+
+    def cpu_seconds(self):
+        """CPU time of the whole cluster so far: the postmaster, its live children
+        (backends, WAL writer, checkpointer, ...) and the children it has reaped (a
+        benchmark's backends, once pgbench has disconnected)."""
+        postmaster = self.pid()
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile: its time is in the postmaster's reaped total
+            if int(entry) == postmaster:
+                total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            elif int(fields[1]) == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss(self):
         # Sum of the postmaster and its backends' peaks is not meaningful; report the largest.
@@ -203,17 +231,32 @@ def seed_postgres(pg, repo, total):
     pg.psql("VACUUM ANALYZE")
 
 
-def pgbench(env, script, clients, seconds, extra=()):
+# How long a server is given after pgbench exits for its backends to exit and be reaped, so
+# their CPU time is counted (PostgreSQL) and nothing from the run is still being done.
+SETTLE_SECONDS = 0.5
+
+
+def pgbench(env, script, clients, seconds, extra=(), server_cpu=None):
+    """Runs one pgbench load; returns transactions/s, mean latency (ms), and the CPU µs per
+    transaction of the server (`server_cpu()` is its CPU seconds so far) and of pgbench."""
     cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
            "-T", str(seconds), "-f", script, *extra]
+    server_before = server_cpu() if server_cpu else 0.0
+    client_before = client_cpu_seconds()
     out = run(cmd, env=env, check=False)
+    client_seconds = client_cpu_seconds() - client_before
+    time.sleep(SETTLE_SECONDS)
+    server_seconds = (server_cpu() - server_before) if server_cpu else float("nan")
     text = out.stdout + out.stderr
     failed = re.search(r"number of failed transactions: (\d+)", text)
     tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", text)
     lat = re.search(r"latency average = ([0-9.]+) ms", text)
     if out.returncode != 0 or not tps or (failed and int(failed.group(1)) > 0):
         raise SystemExit(f"pgbench failed: {' '.join(cmd)}\n{text}")
-    return float(tps.group(1)), float(lat.group(1)) if lat else float("nan")
+    rate = float(tps.group(1))
+    transactions = max(rate * seconds, 1.0)
+    return (rate, float(lat.group(1)) if lat else float("nan"),
+            server_seconds * 1e6 / transactions, client_seconds * 1e6 / transactions)
 
 
 def fdatasync_floor(directory):
@@ -264,22 +307,32 @@ def main():
             ("wire ceiling: SELECT 1/s, 32 clients", "select1.pgbench", "select1.pgbench", 32, ()),
         ]
         results = {m[0]: ([], [], [], []) for m in measures}
+        # CPU µs per transaction: EventDBX server, pgbench against it, PostgreSQL, pgbench.
+        cpu = {m[0]: ([], [], [], []) for m in measures}
         sampler = RssSampler(edbx.pid())
         for r in range(args.runs):
             for name, pg_script, edbx_script, clients, extra in measures:
-                e_tps, e_lat = pgbench(edbx.env, os.path.join(scripts, edbx_script), clients,
-                                       args.seconds, extra)
+                e_tps, e_lat, e_server, e_client = pgbench(
+                    edbx.env, os.path.join(scripts, edbx_script), clients, args.seconds, extra,
+                    server_cpu=lambda: cpu_seconds(edbx.pid()))
                 results[name][0].append(e_tps)
                 results[name][2].append(e_lat)
-                line = f"run {r}: {name}: EventDBX {e_tps:.0f} ({e_lat:.2f} ms)"
+                cpu[name][0].append(e_server)
+                cpu[name][1].append(e_client)
+                line = (f"run {r}: {name}: EventDBX {e_tps:.0f} ({e_lat:.2f} ms; CPU µs/tx "
+                        f"server {e_server:.1f}, pgbench {e_client:.1f})")
                 if pg:
                     pg_path = os.path.join(shared, pg_script)
                     if not os.path.exists(pg_path):
                         pg_path = os.path.join(scripts, pg_script)  # same script for both
-                    p_tps, p_lat = pgbench(pg.env, pg_path, clients, args.seconds)
+                    p_tps, p_lat, p_server, p_client = pgbench(
+                        pg.env, pg_path, clients, args.seconds, server_cpu=pg.cpu_seconds)
                     results[name][1].append(p_tps)
                     results[name][3].append(p_lat)
-                    line += f", PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms), ratio {e_tps / p_tps:.2f}"
+                    cpu[name][2].append(p_server)
+                    cpu[name][3].append(p_client)
+                    line += (f", PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms; CPU µs/tx server "
+                             f"{p_server:.1f}, pgbench {p_client:.1f}), ratio {e_tps / p_tps:.2f}")
                 print(line, file=sys.stderr)
         history = (f"{args.seed_events:,} events stored before the first run; EventDBX "
                    + ("plaintext" if args.no_encryption else "encrypted at rest (the default)"))
@@ -308,6 +361,16 @@ def main():
               + (" | |" if pg else ""))
         print(f"| data directory after the runs, MiB | {dir_mib(os.path.join(edbx.dir, '.dbx')):,.0f} |"
               + (" | |" if pg else ""))
+        print()
+        cores = os.cpu_count() or 1
+        print(f"| CPU per transaction, µs (user + system, every thread and process; median of "
+              f"{args.runs} runs; {cores} cores) | EventDBX server | pgbench, against EventDBX"
+              + (" | PostgreSQL server | pgbench, against PostgreSQL |" if pg else " |"))
+        print("| --- | --- | ---" + (" | --- | --- |" if pg else " |"))
+        for name, *_ in measures:
+            columns = cpu[name] if pg else cpu[name][:2]
+            print(f"| {name} | " + " | ".join(f"{statistics.median(c):.1f}" for c in columns)
+                  + " |")
     finally:
         if edbx:
             edbx.stop()

@@ -832,3 +832,28 @@ fn a_lone_append_on_a_one_worker_runtime_leaves_the_runtime_serving() {
     let outcome = runtime.block_on(appender).expect("task");
     assert!(outcome.is_ok(), "{outcome:?}");
 }
+
+#[test]
+fn the_raw_store_of_the_storage_floor_benchmark_opens_only_engine_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let outcome = engine
+        .append(one("order", "order-1", "order_created", json!({"n": 1})))
+        .expect("append");
+    drop(engine);
+    let db = eventdbx::engine::open_raw_store(&dir.path().join("data"), 1 << 20, false)
+        .expect("the closed engine's store opens raw");
+    let events = db.cf_handle("events").expect("events column family");
+    let stored = db
+        .get_cf(events, outcome.events[0].event_id.to_be_bytes())
+        .expect("read");
+    assert!(stored.is_some(), "the engine's event is in the raw store");
+    drop(db);
+
+    let foreign = tempfile::tempdir().expect("tempdir");
+    std::fs::write(foreign.path().join("notes.txt"), "not a store").expect("write");
+    assert!(
+        eventdbx::engine::open_raw_store(foreign.path(), 1 << 20, false).is_err(),
+        "a directory that is not an EventDBX store is refused"
+    );
+}

@@ -1002,6 +1002,26 @@ fn state_from_record(
     }
 }
 
+/// Opens the RocksDB database of a store in `dir` with exactly the options
+/// [`Engine::open`] uses (`store.rs`), without an engine around it, for
+/// `bench/src/bin/storage_floor.rs`: what RocksDB alone costs per append of the engine's
+/// shape bounds what any engine on it can reach. `sealed` picks the compression settings of
+/// an encrypted store. Nothing the engine guarantees holds for what is written through it;
+/// never point it at a store a server uses.
+#[doc(hidden)]
+pub fn open_raw_store(
+    dir: &std::path::Path,
+    block_cache_bytes: usize,
+    sealed: bool,
+) -> Result<DB, EngineError> {
+    let form = if sealed {
+        store::ValueForm::Sealed
+    } else {
+        store::ValueForm::Plain
+    };
+    store::open(dir, block_cache_bytes, form)
+}
+
 fn last_event_id(db: &DB) -> Result<u64, EngineError> {
     let mut iter = db.iterator_cf(cf(db, CF_EVENTS)?, IteratorMode::End);
     match iter.next() {

@@ -1,0 +1,470 @@
+//! Storage floor: what RocksDB alone, opened with EventDBX's own options, costs per durable
+//! append of the shape the engine writes, with nothing of EventDBX's on the path (no SQL,
+//! no pgwire, no JSON, no schema, no Merkle hashing, no sealing, no commit queue).
+//!
+//! The store is first filled through the real engine (`--seed-events`, 256-byte payloads
+//! over 10,000 aggregates, encrypted or not), so values, files and levels are what the
+//! `bench/run.sh` harness sees. Then, with the engine closed, each phase writes for
+//! `--seconds`:
+//!
+//! - `groups of G` (one thread): each synced `WriteBatch` holds G appends, each one
+//!   `events` value, one `streams` entry and one `aggregates` record (values copied from the
+//!   seeded store, so they compress as the real ones do), plus the `meta` counters: what the
+//!   engine's committer writes for a group of G single-event appends, minus snapshots.
+//! - `G threads, own writes`: G threads each write their own one-append batch, synced;
+//!   RocksDB's write groups share the WAL sync between them.
+//! - the same phases with `+read`: one point read of the aggregate's record per append,
+//!   as an engine that keeps no state in memory must do to check the expected version.
+//!
+//! For each it prints appends/s and the process's CPU time per append (every thread,
+//! RocksDB's flushes and compactions included: the clock runs on after the phase until no
+//! flush or compaction is pending or running). An append through the server costs at least
+//! this plus a round trip, which is why this bounds the appends/s any engine on this store
+//! can reach over the wire on this machine.
+//!
+//! `cargo run -p eventdbx-bench --bin storage_floor -- [--runs N] [--seconds S]
+//! [--seed-events N] [--encryption on|off] [--dir PATH]`
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventdbx::engine::keys::{
+    aggregate_key, event_key, versioned_key, CF_AGGREGATES, CF_EVENTS, CF_META, CF_STREAMS,
+    META_COUNTERS,
+};
+use eventdbx::engine::options::DEFAULT_BLOCK_CACHE_BYTES;
+use eventdbx::engine::NewEvent;
+use eventdbx::engine::{open_raw_store, AppendRequest, Engine, EngineOptions, Issuer, KeySpec};
+use eventdbx_bench::median;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use serde_json::{Map, Value};
+
+const PAYLOAD_BYTES: usize = 256;
+const AGGREGATES: u64 = 10_000;
+/// Stored values sampled per column family to copy into the measured writes.
+const SAMPLED_VALUES: usize = 2_000;
+/// Longest wait for RocksDB's background work after a phase; past it the phase is reported
+/// with the CPU counted so far and marked.
+const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+/// Clock ticks per second of `/proc/self/stat`'s times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+/// Writers in the seeding phase: enough for group commit to fill the store quickly.
+const SEED_WRITERS: u64 = 32;
+
+struct Args {
+    runs: usize,
+    seconds: f64,
+    seed_events: u64,
+    encrypted: bool,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        runs: 3,
+        seconds: 5.0,
+        seed_events: 100_000,
+        encrypted: true,
+        dir: None,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let value = iter.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--runs" => args.runs = value.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--seconds" => args.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--seed-events" => {
+                args.seed_events = value.parse().map_err(|e| format!("--seed-events: {e}"))?
+            }
+            "--encryption" => {
+                args.encrypted = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("--encryption: on or off, not {other}")),
+                }
+            }
+            "--dir" => args.dir = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if args.runs == 0 || args.seconds <= 0.0 {
+        return Err("--runs and --seconds must be positive".into());
+    }
+    Ok(args)
+}
+
+fn payload(n: u64) -> Map<String, Value> {
+    // The same 256-byte document as engine_bench and the pgbench scripts.
+    let mut map = Map::new();
+    map.insert("n".into(), Value::from(n));
+    let used = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(0) + r#","pad":"""#.len();
+    map.insert(
+        "pad".into(),
+        Value::from("x".repeat(PAYLOAD_BYTES.saturating_sub(used))),
+    );
+    map
+}
+
+/// Fills a fresh store in `dir` through the engine, then closes it.
+fn seed(dir: &Path, events: u64, encrypted: bool) -> Result<(), String> {
+    let mut options = EngineOptions::new(dir);
+    if encrypted {
+        let key = eventdbx::engine::seal::generate_key_text().map_err(|e| e.to_string())?;
+        options.encryption =
+            Some(KeySpec::parse(&format!("base64:{}", key.trim())).map_err(|e| e.to_string())?);
+    }
+    let engine = Engine::open(options).map_err(|e| e.to_string())?;
+    let next = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..SEED_WRITERS)
+        .map(|_| {
+            let engine = engine.clone();
+            let next = Arc::clone(&next);
+            std::thread::spawn(move || -> Result<(), String> {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= events {
+                        return Ok(());
+                    }
+                    let id = format!("agg-{}", n % AGGREGATES);
+                    engine
+                        .append(AppendRequest {
+                            events: vec![NewEvent::new("bench", id, "happened", payload(n))],
+                            idempotency_key: None,
+                            issued_by: Issuer {
+                                group: "bench".into(),
+                                user: "bench".into(),
+                            },
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().map_err(|_| "a seeding writer panicked")??;
+    }
+    drop(engine);
+    Ok(())
+}
+
+/// Opens the seeded store raw, retrying while the closed engine's threads let go of it.
+fn open_raw(dir: &Path, encrypted: bool) -> Result<DB, String> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        match open_raw_store(dir, DEFAULT_BLOCK_CACHE_BYTES, encrypted) {
+            Ok(db) => return Ok(db),
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("could not reopen the seeded store: {last}"))
+}
+
+/// Stored values to write again, per column family, and their mean size.
+struct Samples {
+    events: Vec<Vec<u8>>,
+    aggregates: Vec<Vec<u8>>,
+    counters: Vec<u8>,
+}
+
+fn sample_values(db: &DB, name: &str) -> Result<Vec<Vec<u8>>, String> {
+    let cf = db
+        .cf_handle(name)
+        .ok_or(format!("no column family {name}"))?;
+    let mut iter = db.raw_iterator_cf(cf);
+    iter.seek_to_first();
+    let mut values = Vec::new();
+    while let Some(value) = iter.value() {
+        values.push(value.to_vec());
+        if values.len() == SAMPLED_VALUES {
+            break;
+        }
+        iter.next();
+    }
+    iter.status().map_err(|e| e.to_string())?;
+    if values.is_empty() {
+        return Err(format!("the seeded store has no {name} values"));
+    }
+    Ok(values)
+}
+
+fn samples(db: &DB) -> Result<Samples, String> {
+    let meta = db.cf_handle(CF_META).ok_or("no meta column family")?;
+    let counters = db
+        .get_cf(meta, META_COUNTERS)
+        .map_err(|e| e.to_string())?
+        .ok_or("the seeded store has no counters")?;
+    Ok(Samples {
+        events: sample_values(db, CF_EVENTS)?,
+        aggregates: sample_values(db, CF_AGGREGATES)?,
+        counters,
+    })
+}
+
+fn mean_len(values: &[Vec<u8>]) -> f64 {
+    values.iter().map(Vec::len).sum::<usize>() as f64 / values.len().max(1) as f64
+}
+
+/// The process's user + system CPU time so far, in seconds (every thread).
+fn process_cpu_seconds() -> Result<f64, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("bad stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| -> Result<f64, String> {
+        fields
+            .get(index)
+            .ok_or("short stat")?
+            .parse::<f64>()
+            .map_err(|e| e.to_string())
+    };
+    // `after_name` starts at field 3 (state), so field N is at index N - 3.
+    Ok((ticks(14 - 3)? + ticks(15 - 3)?) / TICKS_PER_SECOND)
+}
+
+/// Waits until RocksDB has no flush or compaction pending or running; false on timeout.
+fn settle(db: &DB) -> Result<bool, String> {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let int = |value: Result<Option<u64>, rocksdb::Error>| -> Result<u64, String> {
+        Ok(value.map_err(|e| e.to_string())?.unwrap_or(0))
+    };
+    loop {
+        let mut busy = int(db.property_int_value("rocksdb.num-running-flushes"))?
+            + int(db.property_int_value("rocksdb.num-running-compactions"))?;
+        for name in [CF_EVENTS, CF_STREAMS, CF_AGGREGATES, CF_META] {
+            let cf = db
+                .cf_handle(name)
+                .ok_or(format!("no column family {name}"))?;
+            busy += int(db.property_int_value_cf(cf, "rocksdb.mem-table-flush-pending"))?
+                + int(db.property_int_value_cf(cf, "rocksdb.compaction-pending"))?;
+        }
+        if busy == 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Where the measured writes go: fresh event ids after the seeded ones, fresh stream
+/// versions, and a cheap deterministic spread over the aggregates.
+struct Cursor {
+    next_event_id: AtomicU64,
+    next_version: AtomicU64,
+}
+
+impl Cursor {
+    fn new(db: &DB) -> Result<Self, String> {
+        let events = db.cf_handle(CF_EVENTS).ok_or("no events column family")?;
+        let mut iter = db.raw_iterator_cf(events);
+        iter.seek_to_last();
+        let last = iter
+            .key()
+            .and_then(|key| key.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        Ok(Self {
+            next_event_id: AtomicU64::new(last + 1),
+            // Above any seeded version, so no stream entry is overwritten.
+            next_version: AtomicU64::new(1 << 40),
+        })
+    }
+}
+
+/// Adds one append (and its point read, when `read`) to `batch`; `n` picks the aggregate
+/// and the sampled values.
+fn add_append(
+    db: &DB,
+    batch: &mut WriteBatch,
+    samples: &Samples,
+    cursor: &Cursor,
+    n: u64,
+    read: bool,
+) -> Result<(), String> {
+    let events = db.cf_handle(CF_EVENTS).ok_or("no events column family")?;
+    let streams = db.cf_handle(CF_STREAMS).ok_or("no streams column family")?;
+    let aggregates = db
+        .cf_handle(CF_AGGREGATES)
+        .ok_or("no aggregates column family")?;
+    let id = format!("agg-{}", n.wrapping_mul(7919) % AGGREGATES);
+    let record_key = aggregate_key("bench", &id);
+    if read {
+        let found = db
+            .get_pinned_cf(aggregates, &record_key)
+            .map_err(|e| e.to_string())?;
+        std::hint::black_box(found.map(|value| value.len()));
+    }
+    let event_id = cursor.next_event_id.fetch_add(1, Ordering::Relaxed);
+    let version = cursor.next_version.fetch_add(1, Ordering::Relaxed);
+    let pick = n as usize;
+    batch.put_cf(
+        events,
+        event_key(event_id),
+        &samples.events[pick % samples.events.len()],
+    );
+    batch.put_cf(
+        streams,
+        versioned_key("bench", &id, version),
+        event_id.to_be_bytes(),
+    );
+    batch.put_cf(
+        aggregates,
+        record_key,
+        &samples.aggregates[pick % samples.aggregates.len()],
+    );
+    Ok(())
+}
+
+/// One phase's result.
+struct Outcome {
+    appends_per_second: f64,
+    cpu_micros_per_append: f64,
+    settled: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One thread, batches of this many appends.
+    Groups(u64),
+    /// This many threads, one append per batch each.
+    Threads(u64),
+}
+
+fn run_phase(
+    db: &Arc<DB>,
+    samples: &Arc<Samples>,
+    cursor: &Arc<Cursor>,
+    shape: Shape,
+    read: bool,
+    seconds: f64,
+) -> Result<Outcome, String> {
+    settle(db)?;
+    let cpu_before = process_cpu_seconds()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let (threads, per_batch) = match shape {
+        Shape::Groups(size) => (1, size),
+        Shape::Threads(count) => (count, 1),
+    };
+    let workers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let db = Arc::clone(db);
+            let samples = Arc::clone(samples);
+            let cursor = Arc::clone(cursor);
+            std::thread::spawn(move || -> Result<u64, String> {
+                let meta = db.cf_handle(CF_META).ok_or("no meta column family")?;
+                let mut sync = WriteOptions::default();
+                sync.set_sync(true);
+                sync.disable_wal(false);
+                let mut n = thread * 1_000_003;
+                let mut appends = 0u64;
+                while Instant::now() < deadline {
+                    let mut batch = WriteBatch::default();
+                    for _ in 0..per_batch {
+                        add_append(&db, &mut batch, &samples, &cursor, n, read)?;
+                        n += 1;
+                    }
+                    batch.put_cf(meta, META_COUNTERS, &samples.counters);
+                    db.write_opt(batch, &sync).map_err(|e| e.to_string())?;
+                    appends += per_batch;
+                }
+                Ok(appends)
+            })
+        })
+        .collect();
+    let mut appends = 0u64;
+    for worker in workers {
+        appends += worker.join().map_err(|_| "a writer panicked")??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let settled = settle(db)?;
+    let cpu = process_cpu_seconds()? - cpu_before;
+    Ok(Outcome {
+        appends_per_second: appends as f64 / elapsed,
+        cpu_micros_per_append: cpu * 1e6 / appends.max(1) as f64,
+        settled,
+    })
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("storage_floor: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let phases: [(&str, Shape, bool); 6] = [
+        ("groups of 1", Shape::Groups(1), false),
+        ("groups of 32", Shape::Groups(32), false),
+        ("groups of 32 +read", Shape::Groups(32), true),
+        ("32 threads, own writes", Shape::Threads(32), false),
+        ("32 threads, own writes +read", Shape::Threads(32), true),
+        ("groups of 256", Shape::Groups(256), false),
+    ];
+    let mut rates = vec![Vec::new(); phases.len()];
+    let mut costs = vec![Vec::new(); phases.len()];
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for run in 0..args.runs {
+        let scratch = match &args.dir {
+            Some(dir) => tempfile::tempdir_in(dir),
+            None => tempfile::tempdir(),
+        }
+        .map_err(|e| e.to_string())?;
+        let dir = scratch.path().join("store");
+        let seeding = Instant::now();
+        seed(&dir, args.seed_events, args.encrypted)?;
+        let db = Arc::new(open_raw(&dir, args.encrypted)?);
+        let samples = Arc::new(samples(&db)?);
+        let cursor = Arc::new(Cursor::new(&db)?);
+        eprintln!(
+            "run {run}: seeded {} events in {:.1} s; mean stored value: events {:.0} B, \
+             aggregates {:.0} B",
+            args.seed_events,
+            seeding.elapsed().as_secs_f64(),
+            mean_len(&samples.events),
+            mean_len(&samples.aggregates),
+        );
+        for (index, (name, shape, read)) in phases.iter().enumerate() {
+            let outcome = run_phase(&db, &samples, &cursor, *shape, *read, args.seconds)?;
+            eprintln!(
+                "run {run}: {name}: {:.0} appends/s, {:.1} µs CPU per append{}",
+                outcome.appends_per_second,
+                outcome.cpu_micros_per_append,
+                if outcome.settled {
+                    ""
+                } else {
+                    " (background work still running at the settle limit)"
+                }
+            );
+            rates[index].push(outcome.appends_per_second);
+            costs[index].push(outcome.cpu_micros_per_append);
+        }
+    }
+    println!(
+        "| RocksDB alone, EventDBX's options, {} store, {} seeded events, {} cores (median of {} runs, {} s each) | appends/s | CPU µs per append | appends/s if CPU-bound on every core |",
+        if args.encrypted { "encrypted" } else { "plaintext" },
+        args.seed_events,
+        cores,
+        args.runs,
+        args.seconds
+    );
+    println!("| --- | --- | --- | --- |");
+    for (index, (name, _, _)) in phases.iter().enumerate() {
+        let cost = median(&mut costs[index]);
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.0} |",
+            median(&mut rates[index]),
+            cost,
+            cores as f64 * 1e6 / cost
+        );
+    }
+    Ok(())
+}
