@@ -16,7 +16,6 @@ A binary may carry environment settings for its server: `path/to/dbx@TOKIO_WORKE
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -53,19 +52,10 @@ def run_pgbench(server, base, step, args):
     if args.load == "outbox":
         extra = ["-D", f"base={base}", "-D", f"step={step}",
                  "-D", f"span={SEED_EVENTS - PAGE_EVENTS}"]
-    server_before = sbs.cpu_seconds(server.pid())
-    client_before = children_cpu_seconds()
-    rate, _latency = sbs.pgbench(server.env, script, args.clients, args.seconds, extra)
-    client_cpu = children_cpu_seconds() - client_before
-    server_cpu = sbs.cpu_seconds(server.pid()) - server_before
-    transactions = rate * args.seconds
-    return rate, 1e6 * server_cpu / transactions, 1e6 * client_cpu / transactions
-
-
-def children_cpu_seconds():
-    """User plus system CPU time of this script's finished children (pgbench, once waited)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    rate, _latency, server_us, client_us = sbs.pgbench(
+        server.env, script, args.clients, args.seconds, extra,
+        server_cpu=lambda: sbs.cpu_seconds(server.pid()))
+    return rate, server_us, client_us
 
 
 def main():
