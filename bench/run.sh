@@ -7,7 +7,8 @@
 #   bench/run.sh [--runs N] [--seconds S] [--seed-events N] [--eventdbx-only] [--no-encryption]
 #
 # --seed-events sets the history stored before measuring (default 100,000); the scale runs
-# in docs/BENCHMARKS.md use 1,000,000 and 10,000,000 with --eventdbx-only.
+# in docs/BENCHMARKS.md use 1,000,000 and 10,000,000 with --eventdbx-only (PostgreSQL's outbox
+# script draws positions over 100,000 events, so side-by-side runs keep the default).
 #
 # Installs what it needs (Debian postgresql-15 for initdb, pg_ctl, pgbench, pg_test_fsync).
 

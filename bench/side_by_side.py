@@ -279,6 +279,12 @@ def main():
                     help="skip PostgreSQL (scale runs: seeding it with millions of events "
                          "through append_event takes longer than the measurement)")
     args = ap.parse_args()
+    if not args.eventdbx_only and args.seed_events != SEED_EVENTS:
+        # Comparing outbox pages against a history where most of PostgreSQL's pages would be
+        # short or empty would flatter it; refuse rather than print a meaningless ratio.
+        ap.error(f"PostgreSQL's outbox script (shared/bench/pg_outbox.pgbench) draws positions "
+                 f"in 0..{SEED_EVENTS:,}, so a side-by-side run needs the default "
+                 f"--seed-events {SEED_EVENTS}; use --eventdbx-only for other history sizes")
     shared = os.path.join(args.repo, "..", "shared", "bench")
     scripts = os.path.join(args.repo, "bench", "pgbench")
     root = tempfile.mkdtemp(prefix="edbx-bench-")
@@ -312,16 +318,18 @@ def main():
         sampler = RssSampler(edbx.pid())
         for r in range(args.runs):
             for name, pg_script, edbx_script, clients, extra in measures:
-                e_tps, e_lat, e_server, e_client = pgbench(
-                    edbx.env, os.path.join(scripts, edbx_script), clients, args.seconds, extra,
-                    server_cpu=lambda: cpu_seconds(edbx.pid()))
-                results[name][0].append(e_tps)
-                results[name][2].append(e_lat)
-                cpu[name][0].append(e_server)
-                cpu[name][1].append(e_client)
-                line = (f"run {r}: {name}: EventDBX {e_tps:.0f} ({e_lat:.2f} ms; CPU µs/tx "
-                        f"server {e_server:.1f}, pgbench {e_client:.1f})")
-                if pg:
+                def measure_eventdbx():
+                    e_tps, e_lat, e_server, e_client = pgbench(
+                        edbx.env, os.path.join(scripts, edbx_script), clients, args.seconds,
+                        extra, server_cpu=lambda: cpu_seconds(edbx.pid()))
+                    results[name][0].append(e_tps)
+                    results[name][2].append(e_lat)
+                    cpu[name][0].append(e_server)
+                    cpu[name][1].append(e_client)
+                    return (f"EventDBX {e_tps:.0f} ({e_lat:.2f} ms; CPU µs/tx server "
+                            f"{e_server:.1f}, pgbench {e_client:.1f})")
+
+                def measure_postgres():
                     pg_path = os.path.join(shared, pg_script)
                     if not os.path.exists(pg_path):
                         pg_path = os.path.join(scripts, pg_script)  # same script for both
@@ -331,8 +339,19 @@ def main():
                     results[name][3].append(p_lat)
                     cpu[name][2].append(p_server)
                     cpu[name][3].append(p_client)
-                    line += (f", PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms; CPU µs/tx server "
-                             f"{p_server:.1f}, pgbench {p_client:.1f}), ratio {e_tps / p_tps:.2f}")
+                    return (f"PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms; CPU µs/tx server "
+                            f"{p_server:.1f}, pgbench {p_client:.1f})")
+
+                # Odd runs measure PostgreSQL first, so a machine that slows down or speeds
+                # up during a run does not always favour the same server.
+                if pg and r % 2 == 1:
+                    parts = [measure_postgres(), measure_eventdbx()]
+                    parts.reverse()
+                else:
+                    parts = [measure_eventdbx()] + ([measure_postgres()] if pg else [])
+                line = f"run {r}: {name}: " + ", ".join(parts)
+                if pg:
+                    line += f", ratio {results[name][0][-1] / results[name][1][-1]:.2f}"
                 print(line, file=sys.stderr)
         history = (f"{args.seed_events:,} events stored before the first run; EventDBX "
                    + ("plaintext" if args.no_encryption else "encrypted at rest (the default)"))
