@@ -13,12 +13,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use eventdbx::engine::{AppendRequest, Engine, EngineOptions, Issuer, KeySpec, NewEvent};
-use eventdbx_bench::median;
-use serde_json::{Map, Value};
+use eventdbx::engine::{AppendRequest, Engine, NewEvent};
+use eventdbx_bench::{issuer, median, open_engine, payload, AGGREGATES};
 
-const PAYLOAD_BYTES: usize = 256;
-const AGGREGATES: u64 = 10_000;
 const LONG_HISTORY: u64 = 100_000;
 const READS: usize = 20_000;
 
@@ -63,35 +60,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-fn payload(n: u64) -> Map<String, Value> {
-    // A 256-byte JSON object: a counter plus padding.
-    let mut map = Map::new();
-    map.insert("n".into(), Value::from(n));
-    let used = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(0) + r#","pad":"""#.len();
-    map.insert(
-        "pad".into(),
-        Value::from("x".repeat(PAYLOAD_BYTES.saturating_sub(used))),
-    );
-    map
-}
-
-fn issuer() -> Issuer {
-    Issuer {
-        group: "bench".into(),
-        user: "bench".into(),
-    }
-}
-
-fn open(dir: &Path, encrypted: bool) -> Result<Engine, String> {
-    let mut options = EngineOptions::new(dir);
-    if encrypted {
-        let key = eventdbx::engine::seal::generate_key_text().map_err(|e| e.to_string())?;
-        options.encryption =
-            Some(KeySpec::parse(&format!("base64:{}", key.trim())).map_err(|e| e.to_string())?);
-    }
-    Engine::open(options).map_err(|e| e.to_string())
 }
 
 /// One run's figures for one mode.
@@ -213,7 +181,7 @@ fn run() -> Result<(), String> {
             let dir = base.path().join(format!("run-{run}-{mode}"));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             s.floor.push(fdatasync_rate(&dir, args.seconds.min(3.0))?);
-            let engine = open(&dir.join("data"), encrypted)?;
+            let engine = open_engine(&dir.join("data"), encrypted)?;
             if args.writers_only {
                 let rate = append_rate(&engine, 32, args.seconds);
                 eprintln!("run {run} {mode}: 32 writers {rate:.0}/s");

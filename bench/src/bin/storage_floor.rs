@@ -35,14 +35,10 @@ use eventdbx::engine::keys::{
     META_COUNTERS,
 };
 use eventdbx::engine::options::DEFAULT_BLOCK_CACHE_BYTES;
-use eventdbx::engine::NewEvent;
-use eventdbx::engine::{open_raw_store, AppendRequest, Engine, EngineOptions, Issuer, KeySpec};
-use eventdbx_bench::median;
+use eventdbx::engine::{open_raw_store, AppendRequest, NewEvent};
+use eventdbx_bench::{issuer, median, open_engine, payload, AGGREGATES};
 use rocksdb::{WriteBatch, WriteOptions, DB};
-use serde_json::{Map, Value};
 
-const PAYLOAD_BYTES: usize = 256;
-const AGGREGATES: u64 = 10_000;
 /// Stored values sampled per column family to copy into the measured writes.
 const SAMPLED_VALUES: usize = 2_000;
 /// Longest wait for RocksDB's background work after a phase; past it the phase is reported
@@ -95,27 +91,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn payload(n: u64) -> Map<String, Value> {
-    // The same 256-byte document as engine_bench and the pgbench scripts.
-    let mut map = Map::new();
-    map.insert("n".into(), Value::from(n));
-    let used = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(0) + r#","pad":"""#.len();
-    map.insert(
-        "pad".into(),
-        Value::from("x".repeat(PAYLOAD_BYTES.saturating_sub(used))),
-    );
-    map
-}
-
 /// Fills a fresh store in `dir` through the engine, then closes it.
 fn seed(dir: &Path, events: u64, encrypted: bool) -> Result<(), String> {
-    let mut options = EngineOptions::new(dir);
-    if encrypted {
-        let key = eventdbx::engine::seal::generate_key_text().map_err(|e| e.to_string())?;
-        options.encryption =
-            Some(KeySpec::parse(&format!("base64:{}", key.trim())).map_err(|e| e.to_string())?);
-    }
-    let engine = Engine::open(options).map_err(|e| e.to_string())?;
+    let engine = open_engine(dir, encrypted)?;
     let next = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..SEED_WRITERS)
         .map(|_| {
@@ -132,10 +110,7 @@ fn seed(dir: &Path, events: u64, encrypted: bool) -> Result<(), String> {
                         .append(AppendRequest {
                             events: vec![NewEvent::new("bench", id, "happened", payload(n))],
                             idempotency_key: None,
-                            issued_by: Issuer {
-                                group: "bench".into(),
-                                user: "bench".into(),
-                            },
+                            issued_by: issuer(),
                         })
                         .map_err(|e| e.to_string())?;
                 }
