@@ -37,7 +37,7 @@ use eventdbx::engine::keys::{
 use eventdbx::engine::options::DEFAULT_BLOCK_CACHE_BYTES;
 use eventdbx::engine::{open_raw_store, AppendRequest, NewEvent};
 use eventdbx_bench::{issuer, median, open_engine, payload, AGGREGATES};
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamily, WriteBatch, WriteOptions, DB};
 
 /// Stored values sampled per column family to copy into the measured writes.
 const SAMPLED_VALUES: usize = 2_000;
@@ -252,26 +252,44 @@ impl Cursor {
     }
 }
 
+/// The column families a measured write touches, looked up once per writer thread (the
+/// lookup takes a lock and searches a map: not RocksDB's cost per append, so kept out of
+/// the measured loop).
+struct Families<'a> {
+    events: &'a ColumnFamily,
+    streams: &'a ColumnFamily,
+    aggregates: &'a ColumnFamily,
+    meta: &'a ColumnFamily,
+}
+
+impl<'a> Families<'a> {
+    fn of(db: &'a DB) -> Result<Self, String> {
+        let family = |name: &str| db.cf_handle(name).ok_or(format!("no {name} column family"));
+        Ok(Self {
+            events: family(CF_EVENTS)?,
+            streams: family(CF_STREAMS)?,
+            aggregates: family(CF_AGGREGATES)?,
+            meta: family(CF_META)?,
+        })
+    }
+}
+
 /// Adds one append (and its point read, when `read`) to `batch`; `n` picks the aggregate
 /// and the sampled values.
 fn add_append(
     db: &DB,
+    families: &Families<'_>,
     batch: &mut WriteBatch,
     samples: &Samples,
     cursor: &Cursor,
     n: u64,
     read: bool,
 ) -> Result<(), String> {
-    let events = db.cf_handle(CF_EVENTS).ok_or("no events column family")?;
-    let streams = db.cf_handle(CF_STREAMS).ok_or("no streams column family")?;
-    let aggregates = db
-        .cf_handle(CF_AGGREGATES)
-        .ok_or("no aggregates column family")?;
     let id = format!("agg-{}", n.wrapping_mul(7919) % AGGREGATES);
     let record_key = aggregate_key("bench", &id);
     if read {
         let found = db
-            .get_pinned_cf(aggregates, &record_key)
+            .get_pinned_cf(families.aggregates, &record_key)
             .map_err(|e| e.to_string())?;
         std::hint::black_box(found.map(|value| value.len()));
     }
@@ -279,17 +297,17 @@ fn add_append(
     let version = cursor.next_version.fetch_add(1, Ordering::Relaxed);
     let pick = n as usize;
     batch.put_cf(
-        events,
+        families.events,
         event_key(event_id),
         &samples.events[pick % samples.events.len()],
     );
     batch.put_cf(
-        streams,
+        families.streams,
         versioned_key("bench", &id, version),
         event_id.to_be_bytes(),
     );
     batch.put_cf(
-        aggregates,
+        families.aggregates,
         record_key,
         &samples.aggregates[pick % samples.aggregates.len()],
     );
@@ -333,7 +351,7 @@ fn run_phase(
             let samples = Arc::clone(samples);
             let cursor = Arc::clone(cursor);
             std::thread::spawn(move || -> Result<u64, String> {
-                let meta = db.cf_handle(CF_META).ok_or("no meta column family")?;
+                let families = Families::of(&db)?;
                 let mut sync = WriteOptions::default();
                 sync.set_sync(true);
                 sync.disable_wal(false);
@@ -342,10 +360,10 @@ fn run_phase(
                 while Instant::now() < deadline {
                     let mut batch = WriteBatch::default();
                     for _ in 0..per_batch {
-                        add_append(&db, &mut batch, &samples, &cursor, n, read)?;
+                        add_append(&db, &families, &mut batch, &samples, &cursor, n, read)?;
                         n += 1;
                     }
-                    batch.put_cf(meta, META_COUNTERS, &samples.counters);
+                    batch.put_cf(families.meta, META_COUNTERS, &samples.counters);
                     db.write_opt(batch, &sync).map_err(|e| e.to_string())?;
                     appends += per_batch;
                 }
