@@ -318,37 +318,32 @@ def main():
         sampler = RssSampler(edbx.pid())
         for r in range(args.runs):
             for name, pg_script, edbx_script, clients, extra in measures:
-                def measure_eventdbx():
-                    e_tps, e_lat, e_server, e_client = pgbench(
-                        edbx.env, os.path.join(scripts, edbx_script), clients, args.seconds,
-                        extra, server_cpu=lambda: cpu_seconds(edbx.pid()))
-                    results[name][0].append(e_tps)
-                    results[name][2].append(e_lat)
-                    cpu[name][0].append(e_server)
-                    cpu[name][1].append(e_client)
-                    return (f"EventDBX {e_tps:.0f} ({e_lat:.2f} ms; CPU µs/tx server "
-                            f"{e_server:.1f}, pgbench {e_client:.1f})")
+                pg_path = os.path.join(shared, pg_script)
+                if not os.path.exists(pg_path):
+                    pg_path = os.path.join(scripts, pg_script)  # same script for both
+                # Per server: its column in `results` and `cpu`, label, connection, script,
+                # extra pgbench arguments and CPU clock.
+                sides = [(0, "EventDBX", edbx.env, os.path.join(scripts, edbx_script), extra,
+                          lambda: cpu_seconds(edbx.pid()))]
+                if pg:
+                    sides.append((1, "PostgreSQL", pg.env, pg_path, (), pg.cpu_seconds))
 
-                def measure_postgres():
-                    pg_path = os.path.join(shared, pg_script)
-                    if not os.path.exists(pg_path):
-                        pg_path = os.path.join(scripts, pg_script)  # same script for both
-                    p_tps, p_lat, p_server, p_client = pgbench(
-                        pg.env, pg_path, clients, args.seconds, server_cpu=pg.cpu_seconds)
-                    results[name][1].append(p_tps)
-                    results[name][3].append(p_lat)
-                    cpu[name][2].append(p_server)
-                    cpu[name][3].append(p_client)
-                    return (f"PostgreSQL {p_tps:.0f} ({p_lat:.2f} ms; CPU µs/tx server "
-                            f"{p_server:.1f}, pgbench {p_client:.1f})")
+                def measure(side):
+                    column, label, env, script, script_extra, server_cpu = side
+                    tps, lat, server_us, client_us = pgbench(
+                        env, script, clients, args.seconds, script_extra, server_cpu=server_cpu)
+                    results[name][column].append(tps)
+                    results[name][2 + column].append(lat)
+                    cpu[name][2 * column].append(server_us)
+                    cpu[name][2 * column + 1].append(client_us)
+                    return (f"{label} {tps:.0f} ({lat:.2f} ms; CPU µs/tx server "
+                            f"{server_us:.1f}, pgbench {client_us:.1f})")
 
                 # Odd runs measure PostgreSQL first, so a machine that slows down or speeds
                 # up during a run does not always favour the same server.
-                if pg and r % 2 == 1:
-                    parts = [measure_postgres(), measure_eventdbx()]
-                    parts.reverse()
-                else:
-                    parts = [measure_eventdbx()] + ([measure_postgres()] if pg else [])
+                order = sides[::-1] if r % 2 == 1 else sides
+                parts = {side[0]: measure(side) for side in order}
+                parts = [parts[column] for column in sorted(parts)]
                 line = f"run {r}: {name}: " + ", ".join(parts)
                 if pg:
                     line += f", ratio {results[name][0][-1] / results[name][1][-1]:.2f}"
