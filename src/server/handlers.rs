@@ -29,7 +29,7 @@ use pgwire::messages::extendedquery::{
     Bind, BindComplete, Describe, Execute, PortalSuspended, Sync as SyncMessage,
     TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
-use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery};
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
@@ -306,15 +306,8 @@ impl SimpleQueryHandler for QueryHandler {
             unless_canceled(cancel, SimpleQueryHandler::do_query(self, client, &text)).await?
         };
         for response in responses {
-            match response {
-                Response::EmptyQuery => {
-                    client
-                        .feed(PgWireBackendMessage::EmptyQueryResponse(
-                            EmptyQueryResponse::new(),
-                        ))
-                        .await?;
-                }
-                Response::Query(mut results) => {
+            match feed_rowless(client, response, &mut transaction_status).await? {
+                Unsent::Rows(mut results) => {
                     let description =
                         RowDescription::new(results.row_schema().iter().map(Into::into).collect());
                     client
@@ -326,32 +319,13 @@ impl SimpleQueryHandler for QueryHandler {
                     Pin::new(&mut *client)
                         .start_send(PgWireBackendMessage::CommandComplete(tag.into()))?;
                 }
-                Response::Execution(tag) => {
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                        .await?;
-                }
-                Response::TransactionStart(tag) => {
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                        .await?;
-                    transaction_status = transaction_status.to_in_transaction_state();
-                }
-                Response::TransactionEnd(tag) => {
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                        .await?;
-                    transaction_status = transaction_status.to_idle_state();
-                }
-                Response::Error(info) => {
+                Unsent::Error(info) => {
                     client
                         .feed(PgWireBackendMessage::ErrorResponse((*info).into()))
                         .await?;
                     transaction_status = transaction_status.to_error_state();
                 }
-                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
-                    return Err(user_error(error("0A000", "COPY is not supported")))
-                }
+                Unsent::None | Unsent::TransactionEnded => {}
             }
         }
         client.set_state(PgWireConnectionState::ReadyForQuery);
@@ -399,6 +373,65 @@ impl SimpleQueryHandler for QueryHandler {
         }
         Ok(responses)
     }
+}
+
+/// What [`feed_rowless`] left for the protocol's own handling.
+enum Unsent {
+    /// A result with rows.
+    Rows(QueryResponse),
+    /// A failed statement.
+    Error(Box<ErrorInfo>),
+    /// Nothing: the answer was sent.
+    None,
+    /// Nothing, the answer was sent, and it ended a transaction.
+    TransactionEnded,
+}
+
+/// Sends the answer of a statement that returns no rows (EmptyQueryResponse or
+/// CommandComplete) and moves `status` as the statement did; refuses a COPY. Both
+/// protocols answer these alike; results with rows and errors they answer each their own
+/// way, so those are handed back.
+async fn feed_rowless<C>(
+    client: &mut C,
+    response: Response,
+    status: &mut TransactionStatus,
+) -> PgWireResult<Unsent>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let keep = |status: TransactionStatus| status;
+    let (message, unsent, transition): (_, _, fn(TransactionStatus) -> TransactionStatus) =
+        match response {
+            Response::Query(results) => return Ok(Unsent::Rows(results)),
+            Response::Error(info) => return Ok(Unsent::Error(info)),
+            Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                return Err(user_error(error("0A000", "COPY is not supported")))
+            }
+            Response::EmptyQuery => (
+                PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()),
+                Unsent::None,
+                keep,
+            ),
+            Response::Execution(tag) => (
+                PgWireBackendMessage::CommandComplete(tag.into()),
+                Unsent::None,
+                keep,
+            ),
+            Response::TransactionStart(tag) => (
+                PgWireBackendMessage::CommandComplete(tag.into()),
+                Unsent::None,
+                TransactionStatus::to_in_transaction_state,
+            ),
+            Response::TransactionEnd(tag) => (
+                PgWireBackendMessage::CommandComplete(tag.into()),
+                Unsent::TransactionEnded,
+                TransactionStatus::to_idle_state,
+            ),
+        };
+    client.feed(message).await?;
+    *status = transition(*status);
+    Ok(unsent)
 }
 
 /// Bytes of result rows queued before they are written out. The framed connection would
@@ -523,49 +556,22 @@ impl ExtendedQueryHandler for QueryHandler {
             let cancel = cancel_receiver(client).await;
             let query = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows);
             let response = unless_canceled(cancel, query).await?;
-            match response {
-                Response::Query(results) if max_rows == 0 => {
+            match feed_rowless(client, response, &mut transaction_status).await? {
+                Unsent::Rows(results) if max_rows == 0 => {
                     *portal.state().lock().await = PortalExecutionState::Finished;
                     run_to_end = Some(results);
                     true
                 }
-                Response::Query(results) => {
+                Unsent::Rows(results) => {
                     portal.start(results).await;
                     true
                 }
-                Response::EmptyQuery => {
-                    client
-                        .feed(PgWireBackendMessage::EmptyQueryResponse(
-                            EmptyQueryResponse::new(),
-                        ))
-                        .await?;
-                    false
-                }
-                Response::Execution(tag) => {
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                        .await?;
-                    false
-                }
-                Response::TransactionStart(tag) => {
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                        .await?;
-                    transaction_status = transaction_status.to_in_transaction_state();
-                    false
-                }
-                Response::TransactionEnd(tag) => {
-                    client
-                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                        .await?;
-                    transaction_status = transaction_status.to_idle_state();
+                Unsent::Error(info) => return Err(PgWireError::UserError(info)),
+                Unsent::TransactionEnded => {
                     client.portal_store().rm_portal(DEFAULT_NAME);
                     false
                 }
-                Response::Error(info) => return Err(PgWireError::UserError(info)),
-                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
-                    return Err(user_error(error("0A000", "COPY is not supported")))
-                }
+                Unsent::None => false,
             }
         } else {
             true
