@@ -124,20 +124,7 @@ fn seed(dir: &Path, events: u64, encrypted: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the seeded store raw, retrying while the closed engine's threads let go of it.
-fn open_raw(dir: &Path, encrypted: bool) -> Result<DB, String> {
-    let mut last = String::new();
-    for _ in 0..50 {
-        match open_raw_store(dir, DEFAULT_BLOCK_CACHE_BYTES, encrypted) {
-            Ok(db) => return Ok(db),
-            Err(err) => last = err.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("could not reopen the seeded store: {last}"))
-}
-
-/// Stored values to write again, per column family, and their mean size.
+/// Stored values to write again, per column family.
 struct Samples {
     events: Vec<Vec<u8>>,
     aggregates: Vec<Vec<u8>>,
@@ -414,7 +401,12 @@ fn run() -> Result<(), String> {
         let dir = scratch.path().join("store");
         let seeding = Instant::now();
         seed(&dir, args.seed_events, args.encrypted)?;
-        let db = Arc::new(open_raw(&dir, args.encrypted)?);
+        // The engine is closed (its committer joined) when `seed` returns, so the store is
+        // free to open again.
+        let db = Arc::new(
+            open_raw_store(&dir, DEFAULT_BLOCK_CACHE_BYTES, args.encrypted)
+                .map_err(|e| format!("could not reopen the seeded store: {e}"))?,
+        );
         let samples = Arc::new(samples(&db)?);
         let cursor = Arc::new(Cursor::new(&db)?);
         eprintln!(
