@@ -8,8 +8,14 @@ transaction, the server's CPU time (all its threads, from /proc) and pgbench's. 
 shared 2-core machine one client's rate moves ±5% from run to run; the CPU per
 transaction moves far less, so it is the better judge of a change that saves work.
 
-    bench/ab.py [--encrypted] [--load append|get|outbox] [--clients N] [--seconds S]
-                [--runs N] DBX...
+    bench/ab.py [--encrypted] [--load append|get|outbox|outbox-history] [--clients N]
+                [--seconds S] [--runs N] DBX...
+
+`outbox` pages over the seeded events, which are the newest: a build with the opened tail
+of the history (engine/tail.rs) answers them from memory. `outbox-history` seeds a second
+100,000 events on top and pages over the first ones, which the tail no longer holds, so
+RocksDB's scan (and opening sealed values) is what it measures, as in bench/run.sh's
+outbox row.
 
 A binary may carry environment settings for its server: `path/to/dbx@TOKIO_WORKER_THREADS=1`.
 """
@@ -28,7 +34,7 @@ SEED_EVENTS = 100_000
 PAGE_EVENTS = 1_000
 
 
-def start(binary, encrypted):
+def start(binary, encrypted, load):
     path, _, settings = binary.partition("@")
     root = tempfile.mkdtemp(prefix="edbx-ab-")
     os.chmod(root, 0o755)
@@ -42,14 +48,19 @@ def start(binary, encrypted):
         os.environ.clear()
         os.environ.update(saved)
     base, step = sbs.seed_eventdbx(server, SEED_EVENTS)
+    if load == "outbox-history":
+        # Newer events on top push the first ones out of the opened tail (32 MiB by default,
+        # under 100,000 of these events).
+        sbs.seed_eventdbx(server, SEED_EVENTS)
     return server, root, base, step
 
 
 def run_pgbench(server, base, step, args):
+    script_name = "outbox" if args.load == "outbox-history" else args.load
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench",
-                          f"{args.load}.pgbench")
+                          f"{script_name}.pgbench")
     extra = []
-    if args.load == "outbox":
+    if script_name == "outbox":
         extra = ["-D", f"base={base}", "-D", f"step={step}",
                  "-D", f"span={SEED_EVENTS - PAGE_EVENTS}"]
     rate, _latency, server_us, client_us = sbs.pgbench(
@@ -61,7 +72,7 @@ def run_pgbench(server, base, step, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encrypted", action="store_true", help="stores sealed at rest")
-    parser.add_argument("--load", default="outbox", choices=["append", "get", "outbox"])
+    parser.add_argument("--load", default="outbox", choices=["append", "get", "outbox", "outbox-history"])
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=7)
@@ -70,7 +81,7 @@ def main():
     servers = []
     try:
         for binary in args.dbx:
-            servers.append((binary, *start(binary, args.encrypted)))
+            servers.append((binary, *start(binary, args.encrypted, args.load)))
         results = {binary: [] for binary in args.dbx}
         for round_ in range(args.runs):
             order = servers if round_ % 2 == 0 else servers[::-1]

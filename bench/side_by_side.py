@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """EventDBX vs PostgreSQL 15 with pgbench: durable appends (1 and 32 clients), current-state
-reads (1 and 32 clients), outbox pages of 1,000 events, the fdatasync floor, the peak RSS of
+reads (1 and 32 clients), outbox pages of 1,000 events (over the seeded history, and among
+the newest 50,000 events), the fdatasync floor, the peak RSS of
 both servers, and the CPU time each transaction costs the server and the client (pgbench).
 Standard library only. See bench/run.sh and docs/BENCHMARKS.md."""
 
@@ -24,6 +25,11 @@ SEED_EVENTS = 100_000
 # events, so group commit packs several statements into one synced write.
 SEED_STREAMS = 4
 SEED_BATCH = 2_500
+# The recent-outbox load pages among this many of each server's newest events: a consumer
+# up to this far behind the head. EventDBX's default opened tail (32 MiB) holds ~80,000 of
+# the append script's events, so this window is inside it; at 100,000 part of each window
+# is older than the tail and those pages are read from RocksDB (docs/BENCHMARKS.md).
+RECENT_EVENTS = 50_000
 PAYLOAD = ('{"status":"paid","amount":"12.50","customer":"customer-0042","note":"'
            + "0123456789" * 17 + '0"}')
 
@@ -231,6 +237,47 @@ def seed_postgres(pg, repo, total):
     pg.psql("VACUUM ANALYZE")
 
 
+class RecentWindow:
+    """Where each server's newest RECENT_EVENTS events start, found before each recent-outbox
+    load (the append loads before it keep moving it). EventDBX's ids are snowflakes, so its
+    window is found by counting events with the outbox, from where the last count ended."""
+
+    def __init__(self, edbx, pg, seeded):
+        self.edbx, self.pg = edbx, pg
+        # (event id, how many events have ids up to it): where the next count starts. First
+        # the end of the seeded history, so that no count reads the whole of a large one (a
+        # statement examines at most 1,000,000 rows).
+        last = int(edbx.psql("SHOW eventdbx.last_event_id").strip())
+        self.anchor = (last, seeded)
+
+    def edbx_id_at(self, position):
+        """The id of the event at 1-based `position` in id order."""
+        anchor_id, anchor_position = self.anchor
+        if position <= anchor_position:
+            anchor_id, anchor_position = 0, 0
+        offset = position - anchor_position - 1
+        return int(self.edbx.psql(
+            f"SELECT event_id FROM outbox WHERE event_id > {anchor_id} ORDER BY event_id "
+            f"LIMIT 1 OFFSET {offset}").strip())
+
+    def __call__(self):
+        total = int(self.edbx.psql("SHOW eventdbx.event_count").strip())
+        if total < RECENT_EVENTS + 1:
+            raise SystemExit(f"the recent-outbox load needs more than {RECENT_EVENTS:,} events")
+        first = total - RECENT_EVENTS + 1
+        low = self.edbx_id_at(first)
+        self.anchor = (low, first)
+        span = RECENT_EVENTS - 1_000
+        high = self.edbx_id_at(total - 1_000)  # the last position with a full page after it
+        edbx_extra = ("-D", f"base={low}", "-D", f"step={max(1, (high - low) // span)}",
+                      "-D", f"span={span}")
+        pg_extra = ()
+        if self.pg:
+            newest = int(self.pg.psql("SELECT max(event_id) FROM events").strip())
+            pg_extra = ("-D", f"lo={newest - RECENT_EVENTS}", "-D", f"hi={newest - 1_000}")
+        return edbx_extra, pg_extra
+
+
 # How long a server is given after pgbench exits for its backends to exit and be reaped, so
 # their CPU time is counted (PostgreSQL) and nothing from the run is still being done.
 SETTLE_SECONDS = 0.5
@@ -310,6 +357,11 @@ def main():
             ("state reads/s, 32 clients", "pg_get.pgbench", "get.pgbench", 32, ()),
             ("outbox pages/s (1,000 events), 1 client", "pg_outbox.pgbench", "outbox.pgbench", 1,
              outbox),
+            # The same pages near the head of the history, where a consumer that keeps up
+            # reads (EventDBX answers these from its opened tail, engine/tail.rs).
+            (f"outbox pages/s (1,000 events) among the newest {RECENT_EVENTS:,}, 1 client",
+             "pg_outbox_recent.pgbench", "outbox_recent.pgbench", 1,
+             RecentWindow(edbx, pg, args.seed_events)),
             ("wire ceiling: SELECT 1/s, 32 clients", "select1.pgbench", "select1.pgbench", 32, ()),
         ]
         results = {m[0]: ([], [], [], []) for m in measures}
@@ -318,15 +370,17 @@ def main():
         sampler = RssSampler(edbx.pid())
         for r in range(args.runs):
             for name, pg_script, edbx_script, clients, extra in measures:
+                # Fixed arguments for EventDBX's script, or a window found now for both.
+                edbx_extra, pg_extra = extra() if callable(extra) else (extra, ())
                 pg_path = os.path.join(shared, pg_script)
                 if not os.path.exists(pg_path):
                     pg_path = os.path.join(scripts, pg_script)  # same script for both
                 # Per server: its column in `results` and `cpu`, label, connection, script,
                 # extra pgbench arguments and CPU clock.
-                sides = [(0, "EventDBX", edbx.env, os.path.join(scripts, edbx_script), extra,
+                sides = [(0, "EventDBX", edbx.env, os.path.join(scripts, edbx_script), edbx_extra,
                           lambda: cpu_seconds(edbx.pid()))]
                 if pg:
-                    sides.append((1, "PostgreSQL", pg.env, pg_path, (), pg.cpu_seconds))
+                    sides.append((1, "PostgreSQL", pg.env, pg_path, pg_extra, pg.cpu_seconds))
 
                 def measure(side):
                     column, label, env, script, script_extra, server_cpu = side

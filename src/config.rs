@@ -122,7 +122,8 @@ pub struct Config {
     pub bind_addr: String,
     /// Where RocksDB lives; relative paths are relative to the workspace directory.
     pub data_dir: PathBuf,
-    /// RocksDB block cache in MiB.
+    /// Cache memory in MiB: half for RocksDB's block cache, half for the newest events
+    /// kept opened (the engine's history tail).
     pub cache_threshold: u64,
     /// The data encryption key (encryption at rest): `file:PATH` (a key file, relative
     /// paths from `.dbx`), `base64:KEY` (32 bytes), or a passphrase. Absent: unencrypted.
@@ -250,8 +251,10 @@ impl Config {
         options.default_snapshot_threshold = self.snapshot_threshold;
         options.list_page_size = self.list_page_size;
         options.page_limit = self.page_limit;
-        options.block_cache_bytes =
+        let cache_bytes =
             usize::try_from(self.cache_threshold.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        options.history_tail_bytes = cache_bytes / 2;
+        options.block_cache_bytes = cache_bytes - options.history_tail_bytes;
         options.encryption = match &self.data_encryption_key {
             Some(key) => Some(
                 crate::engine::KeySpec::parse(key.expose())

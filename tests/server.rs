@@ -69,6 +69,7 @@ async fn connects_with_a_token_and_answers_session_queries() {
         "block_cache_pinned_bytes",
         "memtable_bytes",
         "table_reader_bytes",
+        "history_tail_bytes",
     ] {
         assert!(memory[key].is_u64(), "{key} in {memory}");
     }
@@ -236,6 +237,18 @@ async fn append_read_page_and_verify_through_sql() {
         .await
         .expect("outbox table");
     assert_eq!(paged.len(), 1);
+    // The four events went to the opened tail of the history as they were committed, and it
+    // is what answered those pages; its memory is reported with RocksDB's.
+    let memory: String = client
+        .query_one("SELECT current_setting('eventdbx.storage_memory')", &[])
+        .await
+        .expect("storage memory")
+        .get(0);
+    let memory: Value = serde_json::from_str(&memory).expect("storage memory is JSON");
+    assert!(
+        memory["history_tail_bytes"].as_u64() > Some(0),
+        "committed events are in the tail: {memory}"
+    );
     let count = support::count_events(&client).await;
     assert_eq!(count, 4);
     // Some columns of a table function, renamed.

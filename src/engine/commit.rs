@@ -37,6 +37,7 @@ use super::policy::{EventCheck, SnapshotSetting, WritePolicy};
 use super::record::{encode_snapshot, AggregateRecord};
 use super::seal::ValueCipher;
 use super::snowflake::{unix_micros_now, Snowflake};
+use super::tail::HistoryTail;
 use super::{cf, Counters};
 use crate::merge_patch::merge_patch;
 
@@ -135,6 +136,9 @@ pub(crate) struct CommitterParts {
     /// Seals every value that holds user data before it enters a batch (see `seal.rs`).
     pub cipher: ValueCipher,
     pub snowflake: Snowflake,
+    /// The opened tail of the history: each written group's events are added after its
+    /// synced write, before any of its writers is answered (see `tail.rs`).
+    pub tail: Arc<RwLock<HistoryTail>>,
     pub max_payload_bytes: usize,
     pub default_snapshot_threshold: Option<u64>,
 }
@@ -176,12 +180,26 @@ impl Working {
     }
 }
 
+/// One event of a request being staged: what goes into the batch, and its plaintext stored
+/// value for the opened tail.
+struct StagedEvent {
+    event: Event,
+    /// The value for `events` (sealed when the store is encrypted).
+    stored: Vec<u8>,
+    /// A sealed snapshot to write beside it, when one is due.
+    snapshot: Option<Vec<u8>>,
+    /// `stored` before sealing.
+    opened: Vec<u8>,
+}
+
 /// What one group commit accumulates.
 #[derive(Default)]
 struct Group {
     aggregates: HashMap<AggKey, Working>,
     idempotency: HashMap<String, ([u8; 32], Vec<u64>)>,
     events: HashMap<u64, Event>,
+    /// The plaintext stored value of every event in `batch`, in id order, for the tail.
+    opened: Vec<(u64, Vec<u8>)>,
     batch: WriteBatch,
     counters: Counters,
     staged_anything: bool,
@@ -298,6 +316,16 @@ impl Committer {
         };
         match written {
             Ok(()) => {
+                // Before the counters move and before anyone is answered: whoever learns of
+                // these events can find them in the tail (tail.rs, "durable only").
+                if !group.opened.is_empty() {
+                    self.parts.tail.write().publish(
+                        group
+                            .opened
+                            .iter()
+                            .map(|(id, value)| (*id, value.as_slice())),
+                    );
+                }
                 *self.parts.counters.write() = group.counters;
                 for (reply, after) in meta_replies {
                     after();
@@ -309,6 +337,9 @@ impl Committer {
             }
             Err(err) => {
                 tracing::error!(error = %err, "group commit failed; no write of the group was acknowledged");
+                // RocksDB may hold part of what failed; the tail can no longer vouch that it
+                // has every event above its floor.
+                self.parts.tail.write().disable();
                 for (reply, _) in meta_replies {
                     let _ = reply.send(Err(EngineError::Storage(err.clone())));
                 }
@@ -397,8 +428,7 @@ impl Committer {
         }
 
         let mut local: HashMap<AggKey, Working> = HashMap::new();
-        let mut staged: Vec<(Event, Vec<u8>, Option<Vec<u8>>)> =
-            Vec::with_capacity(request.events.len());
+        let mut staged: Vec<StagedEvent> = Vec::with_capacity(request.events.len());
         let mut new_aggregates = 0u64;
         let mut append_bytes = 0usize;
         for new_event in request.events {
@@ -485,12 +515,13 @@ impl Committer {
             event.hash = leaf_hash(&canonical);
             working.frontier.push(event.hash);
             event.merkle_root = working.frontier.root();
-            // Sealed after hashing: the leaf covers the plaintext canonical encoding.
-            let stored = self.parts.cipher.seal(
-                CF_EVENTS,
-                &event_key(event.event_id),
-                encode_stored_parts(&canonical, &event.hash, &event.merkle_root),
-            )?;
+            // Sealed after hashing: the leaf covers the plaintext canonical encoding. The
+            // plaintext is kept for the opened tail of the history.
+            let opened = encode_stored_parts(&canonical, &event.hash, &event.merkle_root);
+            let stored =
+                self.parts
+                    .cipher
+                    .seal_slice(CF_EVENTS, &event_key(event.event_id), &opened)?;
             merge_patch(&mut working.state, &payload);
             if actual == 0 {
                 working.created_at_micros = now;
@@ -511,7 +542,12 @@ impl Committer {
                 )?),
                 None => None,
             };
-            staged.push((event, stored, snapshot));
+            staged.push(StagedEvent {
+                event,
+                stored,
+                snapshot,
+                opened,
+            });
             local.insert(key, working);
         }
 
@@ -537,7 +573,7 @@ impl Committer {
         }
         let idempotency = match (request.idempotency_key, fingerprint) {
             (Some(key), Some(fingerprint)) => {
-                let ids: Vec<u64> = staged.iter().map(|(e, _, _)| e.event_id).collect();
+                let ids: Vec<u64> = staged.iter().map(|s| s.event.event_id).collect();
                 let sealed = self.parts.cipher.seal(
                     CF_IDEMPOTENCY,
                     key.as_bytes(),
@@ -557,7 +593,13 @@ impl Committer {
             cf(db, CF_SNAPSHOTS)?,
         );
         let mut outcome = Vec::with_capacity(staged.len());
-        for (event, stored, snapshot) in staged {
+        for StagedEvent {
+            event,
+            stored,
+            snapshot,
+            opened,
+        } in staged
+        {
             let stream_key =
                 versioned_key(&event.aggregate_type, &event.aggregate_id, event.version);
             group
@@ -569,6 +611,7 @@ impl Committer {
             if let Some(sealed) = snapshot {
                 group.batch.put_cf(snapshots_cf, &stream_key, sealed);
             }
+            group.opened.push((event.event_id, opened));
             group.events.insert(event.event_id, event.clone());
             outcome.push(event);
         }

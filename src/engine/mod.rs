@@ -1,8 +1,11 @@
 //! The storage engine: the single write authority over a RocksDB store, and every read.
 //!
 //! Writes go through [`commit`] (one commit lock, group commit, synced WAL before any
-//! acknowledgment). Reads go straight to RocksDB: every batch the committer writes is atomic
-//! and written in event-id order, so a reader always sees a prefix of the commit history.
+//! acknowledgment). Reads go to RocksDB: every batch the committer writes is atomic and
+//! written in event-id order, so a reader always sees a prefix of the commit history. Scans
+//! of the history in id order that start within its newest part are answered from the
+//! opened tail ([`tail`]), which the commit path fills with the same events, in the same
+//! order, after each synced write.
 //! Nothing here knows SQL or pgwire; the schema reaches the write path only through
 //! [`policy::WritePolicy`].
 
@@ -19,6 +22,7 @@ pub mod record;
 pub mod seal;
 pub mod snowflake;
 mod store;
+mod tail;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,6 +53,11 @@ use options::{COMMIT_QUEUE_DEPTH, MAX_OUTBOX_PAGE_BYTES};
 use record::{decode_snapshot, AggregateRecord};
 use seal::{OpenScratch, ValueCipher};
 use snowflake::Snowflake;
+use tail::{HistoryTail, TailBatch};
+
+/// Bytes of events a history scan copies out of the opened tail per lock: the commit path
+/// waits for a reader's copy (~3 µs for 32 KiB) before it can add the next group.
+const TAIL_COPY_BYTES: usize = 32 * 1024;
 
 /// Totals kept in the meta column family, updated in every group commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,6 +150,8 @@ pub struct MemoryUsage {
     pub memtables: u64,
     /// Table readers outside the block cache.
     pub table_readers: u64,
+    /// The opened tail of the history (engine memory, not RocksDB's).
+    pub history_tail: u64,
 }
 
 /// Store-wide figures for status displays.
@@ -173,6 +184,8 @@ struct Inner {
     counters: Arc<RwLock<Counters>>,
     /// Opens what the committer sealed (a pass-through without a key).
     cipher: ValueCipher,
+    /// The newest events, opened; filled by the commit path only.
+    tail: Arc<RwLock<HistoryTail>>,
     options: EngineOptions,
 }
 
@@ -269,6 +282,10 @@ impl Engine {
         };
         let counters = Arc::new(RwLock::new(counters));
         let policy: Arc<RwLock<Arc<dyn WritePolicy>>> = Arc::new(RwLock::new(Arc::new(AcceptAll)));
+        let tail = Arc::new(RwLock::new(HistoryTail::new(
+            options.history_tail_bytes,
+            last_event_id,
+        )));
         let (sender, receiver) = mpsc::channel(COMMIT_QUEUE_DEPTH);
         let commit_lock: CommitLock = Arc::new(Mutex::new(Committer::new(CommitterParts {
             db: db.clone(),
@@ -276,6 +293,7 @@ impl Engine {
             counters: counters.clone(),
             cipher: cipher.clone(),
             snowflake: Snowflake::new(options.worker_id, last_event_id),
+            tail: tail.clone(),
             max_payload_bytes: options.max_payload_bytes,
             default_snapshot_threshold: options.default_snapshot_threshold,
         })));
@@ -297,6 +315,7 @@ impl Engine {
                 policy,
                 counters,
                 cipher,
+                tail,
                 options,
             }),
         })
@@ -465,7 +484,7 @@ impl Engine {
         })
     }
 
-    /// RocksDB's memory accounting, summed over the column families.
+    /// RocksDB's memory accounting, summed over the column families, and the opened tail's.
     pub fn memory(&self) -> Result<MemoryUsage, EngineError> {
         let property = |cf: &'static str, name: &str| -> Result<u64, EngineError> {
             Ok(self
@@ -484,6 +503,7 @@ impl Engine {
             usage.memtables += property(cf, "rocksdb.cur-size-all-mem-tables")?;
             usage.table_readers += property(cf, "rocksdb.estimate-table-readers-mem")?;
         }
+        usage.history_tail = self.inner.tail.read().footprint() as u64;
         Ok(usage)
     }
 
@@ -795,9 +815,52 @@ impl Engine {
     /// copy of any field), with the size of its stored value, until `visit` returns false or
     /// the history ends. The view borrows the iterator's current value: copy what must
     /// outlive the call.
+    ///
+    /// It stops at the newest event the commit path had published when it began (every
+    /// acknowledged append is published first), from the opened tail or from RocksDB alike,
+    /// so a later scan never sees less than an earlier one.
     pub fn visit_events(
         &self,
         after_event_id: u64,
+        visit: &mut dyn FnMut(EventView<'_>, usize) -> bool,
+    ) -> Result<(), EngineError> {
+        let horizon = self.inner.tail.read().newest();
+        let mut after = after_event_id;
+        let mut batch = TailBatch::default();
+        loop {
+            let answered =
+                self.inner
+                    .tail
+                    .read()
+                    .copy_after(after, horizon, TAIL_COPY_BYTES, &mut batch);
+            if !answered {
+                // Older than the tail (or evicted from under a long scan): RocksDB has it.
+                return self.visit_stored_events(after, horizon, visit);
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (event_id, value) in batch.iter() {
+                let event = EventView::decode_stored(value)?;
+                if event.event_id != event_id {
+                    return Err(EngineError::corrupt(
+                        "history tail",
+                        format!("event {event_id} holds event {}", event.event_id),
+                    ));
+                }
+                if !visit(event, value.len()) {
+                    return Ok(());
+                }
+                after = event_id;
+            }
+        }
+    }
+
+    /// [`visit_events`](Self::visit_events) from RocksDB.
+    fn visit_stored_events(
+        &self,
+        after_event_id: u64,
+        horizon: u64,
         visit: &mut dyn FnMut(EventView<'_>, usize) -> bool,
     ) -> Result<(), EngineError> {
         let Some(first) = after_event_id.checked_add(1) else {
@@ -809,8 +872,11 @@ impl Engine {
         iter.seek(event_key(first));
         let mut scratch = OpenScratch::default();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            if key.len() != 8 {
+            let Ok(key_bytes) = <[u8; 8]>::try_from(key) else {
                 return Err(EngineError::corrupt("event key", "not 8 bytes"));
+            };
+            if u64::from_be_bytes(key_bytes) > horizon {
+                return Ok(());
             }
             let value = self
                 .inner

@@ -459,49 +459,19 @@ impl ValueCipher {
     /// The bytes to store for `value` at `key` in `cf`: `value` itself when plain, else
     /// `SEALED_FORMAT ‖ session id ‖ counter ‖ ciphertext ‖ tag`.
     pub fn seal(&self, cf: &str, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, EngineError> {
-        let ValueCipher::Sealed(data_key) = self else {
-            return Ok(value);
-        };
-        let header = 1 + NONCE_LEN;
-        let mut out = Vec::with_capacity(SEAL_OVERHEAD + value.len());
-        out.push(SEALED_FORMAT);
-        out.extend_from_slice(&[0u8; NONCE_LEN]);
-        out.extend_from_slice(&value);
-        let aad = AssociatedData::new(cf, key);
-        // The session lock is held through the AEAD (~0.1 µs) so a counter is never used
-        // before the session it belongs to is the one that is sealing; sealers are almost
-        // always the one committer anyway.
-        let mut session = data_key
-            .sealing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if session.next_counter >= SESSION_MAX_SEALS {
-            let fresh = Arc::new(new_session(&data_key.key)?);
-            *session = SealingSession {
-                key: fresh,
-                next_counter: 0,
-            };
+        match self {
+            ValueCipher::Plain => Ok(value),
+            ValueCipher::Sealed(data_key) => seal_with(data_key, cf, key, &value),
         }
-        let counter = session.next_counter.to_be_bytes();
-        session.next_counter += 1;
-        out[1..1 + SESSION_ID_LEN].copy_from_slice(&session.key.id);
-        out[1 + SESSION_ID_LEN..header].copy_from_slice(&counter);
-        let tag = session
-            .key
-            .aead
-            .seal_in_place_separate_tag(
-                gcm_nonce(counter),
-                Aad::from(aad.as_slice()),
-                &mut out[header..],
-            )
-            .map_err(|_| EngineError::TooLarge {
-                what: "sealed value",
-                size: value.len(),
-                limit: u32::MAX as usize,
-            })?;
-        drop(session);
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+    }
+
+    /// [`seal`](Self::seal) for a caller that keeps the plaintext (the commit path keeps an
+    /// event's for the opened tail of the history): a plain store gets a copy.
+    pub fn seal_slice(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<Vec<u8>, EngineError> {
+        match self {
+            ValueCipher::Plain => Ok(value.to_vec()),
+            ValueCipher::Sealed(data_key) => seal_with(data_key, cf, key, value),
+        }
     }
 
     /// Reads the value at `key` in column family `cf` and hands its plaintext to `decode`:
@@ -560,6 +530,55 @@ impl ValueCipher {
             }
         }
     }
+}
+
+/// Seals `value` for `key` in `cf` under the current sealing session (see [`ValueCipher::seal`]).
+fn seal_with(
+    data_key: &DataKey,
+    cf: &str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Vec<u8>, EngineError> {
+    let header = 1 + NONCE_LEN;
+    let mut out = Vec::with_capacity(SEAL_OVERHEAD + value.len());
+    out.push(SEALED_FORMAT);
+    out.extend_from_slice(&[0u8; NONCE_LEN]);
+    out.extend_from_slice(value);
+    let aad = AssociatedData::new(cf, key);
+    // The session lock is held through the AEAD (~0.1 µs) so a counter is never used
+    // before the session it belongs to is the one that is sealing; sealers are almost
+    // always the one committer anyway.
+    let mut session = data_key
+        .sealing
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if session.next_counter >= SESSION_MAX_SEALS {
+        let fresh = Arc::new(new_session(&data_key.key)?);
+        *session = SealingSession {
+            key: fresh,
+            next_counter: 0,
+        };
+    }
+    let counter = session.next_counter.to_be_bytes();
+    session.next_counter += 1;
+    out[1..1 + SESSION_ID_LEN].copy_from_slice(&session.key.id);
+    out[1 + SESSION_ID_LEN..header].copy_from_slice(&counter);
+    let tag = session
+        .key
+        .aead
+        .seal_in_place_separate_tag(
+            gcm_nonce(counter),
+            Aad::from(aad.as_slice()),
+            &mut out[header..],
+        )
+        .map_err(|_| EngineError::TooLarge {
+            what: "sealed value",
+            size: value.len(),
+            limit: u32::MAX as usize,
+        })?;
+    drop(session);
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
 }
 
 /// What a scan reuses from one sealed value to the next (see

@@ -612,6 +612,7 @@ impl Executor {
                     "block_cache_pinned_bytes": usage.block_cache_pinned,
                     "memtable_bytes": usage.memtables,
                     "table_reader_bytes": usage.table_readers,
+                    "history_tail_bytes": usage.history_tail,
                 })
                 .to_string()
             }
