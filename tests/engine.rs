@@ -481,6 +481,59 @@ fn reopen_keeps_everything_and_ids_keep_rising() {
         .ok());
 }
 
+#[test]
+fn a_reopened_store_warms_its_tail_with_the_newest_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = |budget: usize| {
+        let mut options = EngineOptions::new(dir.path().join("data"));
+        options.history_tail_bytes = budget;
+        options
+    };
+    // ~1.3 MiB of history against a 512 KiB tail: a reopened engine can warm only the
+    // newest part, so cursors fall on both sides of its floor.
+    let note = "x".repeat(2_000);
+    let mut written = Vec::new();
+    {
+        let engine = Engine::open(options(512 * 1024)).expect("open");
+        for n in 0..600u64 {
+            let outcome = engine
+                .append(one(
+                    "order",
+                    &format!("o-{}", n % 7),
+                    "changed",
+                    json!({"n": n, "note": note}),
+                ))
+                .expect("append");
+            written.push(outcome.events[0].event_id);
+        }
+    }
+    let engine = Engine::open(options(512 * 1024)).expect("reopen");
+    let warmed = engine.memory().expect("memory").history_tail;
+    assert!(
+        warmed > 256 * 1024,
+        "the newest events are opened at once: {warmed} bytes"
+    );
+    assert!(
+        warmed <= 768 * 1024,
+        "within the budget and one spare segment: {warmed}"
+    );
+    for start in (0..written.len()).step_by(37) {
+        let after = if start == 0 { 0 } else { written[start - 1] };
+        let page = engine.read_outbox(after, 1_000).expect("outbox");
+        let ids: Vec<u64> = page.events.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, written[start..], "after {after}");
+        for (event, n) in page.events.iter().zip(start as u64..) {
+            assert_eq!(event.payload().expect("payload")["n"], json!(n));
+        }
+    }
+    // A store opened with no tail reads the same from RocksDB.
+    drop(engine);
+    let engine = Engine::open(options(0)).expect("reopen without a tail");
+    assert_eq!(engine.memory().expect("memory").history_tail, 0);
+    let page = engine.read_outbox(0, 1_000).expect("outbox");
+    assert_eq!(page.events.len(), written.len());
+}
+
 /// Starts `threads` blocking writers, each appending `per_thread` events round-robin to
 /// `order/agg-0..aggregates`.
 fn spawn_blocking_writers(

@@ -282,10 +282,12 @@ impl Engine {
         };
         let counters = Arc::new(RwLock::new(counters));
         let policy: Arc<RwLock<Arc<dyn WritePolicy>>> = Arc::new(RwLock::new(Arc::new(AcceptAll)));
-        let tail = Arc::new(RwLock::new(HistoryTail::new(
+        let tail = Arc::new(RwLock::new(warm_tail(
+            &db,
+            &cipher,
             options.history_tail_bytes,
             last_event_id,
-        )));
+        )?));
         let (sender, receiver) = mpsc::channel(COMMIT_QUEUE_DEPTH);
         let commit_lock: CommitLock = Arc::new(Mutex::new(Committer::new(CommitterParts {
             db: db.clone(),
@@ -1086,6 +1088,76 @@ pub fn open_raw_store(
         store::ValueForm::Plain
     };
     store::open(dir, block_cache_bytes, form)
+}
+
+/// The opened tail of a store being opened: its newest events, as many as the budget holds,
+/// so that consumers resuming near the head after a restart are served from memory at once
+/// rather than only once new events arrive. A value that does not open leaves the tail
+/// empty (its reader gets the error from RocksDB, as without a tail); the store still opens.
+fn warm_tail(
+    db: &DB,
+    cipher: &ValueCipher,
+    budget: usize,
+    last_event_id: u64,
+) -> Result<HistoryTail, EngineError> {
+    if budget == 0 || last_event_id == 0 {
+        return Ok(HistoryTail::new(budget, last_event_id));
+    }
+    let events = cf(db, CF_EVENTS)?;
+    // Back from the newest event until the budget is spent, by stored sizes (a sealed value
+    // is larger than its plaintext, so this never overfills): the first event left out is
+    // the floor. An eighth is left for the segments' unused ends.
+    let spendable = budget - budget / 8;
+    let mut spent = 0usize;
+    let mut floor = 0u64;
+    // Not through the block cache: these values are kept opened, a copy there is waste.
+    let uncached = || {
+        let mut read = ReadOptions::default();
+        read.fill_cache(false);
+        read
+    };
+    let mut back = db.raw_iterator_cf_opt(events, uncached());
+    back.seek_to_last();
+    while let (Some(key), Some(value)) = (back.key(), back.value()) {
+        spent += value.len() + TAIL_INDEX_BYTES_PER_EVENT;
+        if spent > spendable {
+            floor = event_id_of_key(key)?;
+            break;
+        }
+        back.prev();
+    }
+    back.status()?;
+    let mut tail = HistoryTail::new(budget, floor);
+    let mut forward = db.raw_iterator_cf_opt(events, uncached());
+    forward.seek(event_key(floor.saturating_add(1)));
+    let mut scratch = OpenScratch::default();
+    while let (Some(key), Some(value)) = (forward.key(), forward.value()) {
+        let event_id = event_id_of_key(key)?;
+        match cipher.open_reusing(CF_EVENTS, key, value, &mut scratch) {
+            Ok(opened) => tail.publish([(event_id, opened)]),
+            Err(err) => {
+                tracing::warn!(event_id, error = %err, "history tail not warmed: an event does not open");
+                return Ok(HistoryTail::new(budget, last_event_id));
+            }
+        }
+        forward.next();
+    }
+    forward.status()?;
+    if tail.newest() != last_event_id {
+        // Written between the two reads cannot happen (no committer yet); a store that
+        // changed under us is not one to vouch for.
+        return Ok(HistoryTail::new(budget, last_event_id));
+    }
+    Ok(tail)
+}
+
+/// What the tail's index costs per event, for [`warm_tail`]'s budget: an id and an offset.
+const TAIL_INDEX_BYTES_PER_EVENT: usize = 8 + 4;
+
+fn event_id_of_key(key: &[u8]) -> Result<u64, EngineError> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))
 }
 
 fn last_event_id(db: &DB) -> Result<u64, EngineError> {

@@ -13,8 +13,10 @@
 //!   and nothing else, so a scan that starts at or above `floor` can be answered from here
 //!   alone, in id order, without looking at RocksDB.
 //! - **Durable only.** Only the commit path adds events, a group at a time, after the group's
-//!   synced write succeeded and before any writer in it is answered (`commit.rs`). An
-//!   acknowledged event is therefore here until evicted, and nothing here can be lost.
+//!   synced write succeeded and before any writer in it is answered (`commit.rs`); before
+//!   the committer starts, `Engine::open` fills it with the newest stored events
+//!   (`warm_tail`). An acknowledged event is therefore here until evicted, and nothing here
+//!   can be lost.
 //! - **Off after a failed write.** RocksDB may then hold events this tail never saw; it stops
 //!   answering for the life of the engine rather than risk a gap.
 //! - **Bounded.** At most `budget` bytes (allocated capacity, index included); the oldest
