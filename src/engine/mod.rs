@@ -184,7 +184,7 @@ struct Inner {
     counters: Arc<RwLock<Counters>>,
     /// Opens what the committer sealed (a pass-through without a key).
     cipher: ValueCipher,
-    /// The newest events, opened; filled by the commit path only.
+    /// The newest events, opened; filled at open and then by the commit path only.
     tail: Arc<RwLock<HistoryTail>>,
     options: EngineOptions,
 }
@@ -874,10 +874,7 @@ impl Engine {
         iter.seek(event_key(first));
         let mut scratch = OpenScratch::default();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let Ok(key_bytes) = <[u8; 8]>::try_from(key) else {
-                return Err(EngineError::corrupt("event key", "not 8 bytes"));
-            };
-            if u64::from_be_bytes(key_bytes) > horizon {
+            if event_id_of_key(key)? > horizon {
                 return Ok(());
             }
             let value = self
@@ -1165,11 +1162,7 @@ fn last_event_id(db: &DB) -> Result<u64, EngineError> {
     match iter.next() {
         Some(item) => {
             let (key, _) = item?;
-            let bytes: [u8; 8] = key
-                .as_ref()
-                .try_into()
-                .map_err(|_| EngineError::corrupt("event key", "not 8 bytes"))?;
-            Ok(u64::from_be_bytes(bytes))
+            event_id_of_key(&key)
         }
         None => Ok(0),
     }

@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 
 /// Bytes of events one segment is allocated for. Eviction drops a whole segment, so this is
 /// the budget's granularity; large enough that a 1,000-event page spans one or two segments
-/// (a benchmark event is 260 bytes), small enough that 32 MiB is 128 of them.
+/// (the benchmark's events store 260 to ~410 bytes), small enough that 32 MiB is 128 of them.
 const SEGMENT_BYTES: usize = 256 * 1024;
 
 /// A run of consecutive events stored back to back.
