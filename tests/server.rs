@@ -26,6 +26,16 @@ aggregate person {
 const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, expected_version) \
                       VALUES ($1, $2, $3, $4, $5) RETURNING event_id, version, merkle_root, created_at";
 
+/// `SHOW eventdbx.storage_memory`, parsed.
+async fn storage_memory(client: &tokio_postgres::Client) -> Value {
+    let memory: String = client
+        .query_one("SELECT current_setting('eventdbx.storage_memory')", &[])
+        .await
+        .expect("storage memory")
+        .get(0);
+    serde_json::from_str(&memory).expect("storage memory is JSON")
+}
+
 #[tokio::test]
 async fn connects_with_a_token_and_answers_session_queries() {
     let server = TestServer::start().await;
@@ -57,13 +67,9 @@ async fn connects_with_a_token_and_answers_session_queries() {
         .expect("setting")
         .get(0);
     assert_eq!(num, "160006");
-    // RocksDB's own memory accounting, as one JSON object of byte counts.
-    let memory: String = client
-        .query_one("SELECT current_setting('eventdbx.storage_memory')", &[])
-        .await
-        .expect("storage memory")
-        .get(0);
-    let memory: Value = serde_json::from_str(&memory).expect("storage memory is JSON");
+    // The caches' memory (RocksDB's own accounting and the opened tail), as one JSON
+    // object of byte counts.
+    let memory = storage_memory(&client).await;
     for key in [
         "block_cache_bytes",
         "block_cache_pinned_bytes",
@@ -239,12 +245,7 @@ async fn append_read_page_and_verify_through_sql() {
     assert_eq!(paged.len(), 1);
     // The four events went to the opened tail of the history as they were committed, and it
     // is what answered those pages; its memory is reported with RocksDB's.
-    let memory: String = client
-        .query_one("SELECT current_setting('eventdbx.storage_memory')", &[])
-        .await
-        .expect("storage memory")
-        .get(0);
-    let memory: Value = serde_json::from_str(&memory).expect("storage memory is JSON");
+    let memory = storage_memory(&client).await;
     assert!(
         memory["history_tail_bytes"].as_u64() > Some(0),
         "committed events are in the tail: {memory}"
