@@ -292,11 +292,7 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
-            return Err(PgWireError::NotReadyForQuery);
-        }
-        let mut transaction_status = client.transaction_status();
-        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut transaction_status = begin_statement(client)?;
         let text = query.query;
         // Only semicolons and whitespace: PostgreSQL answers EmptyQueryResponse.
         let responses = if text.chars().all(|c| c == ';' || c.is_whitespace()) {
@@ -470,6 +466,17 @@ async fn unless_canceled<T>(
     }
 }
 
+/// The start both protocols share: refuses a statement while another is in progress, marks
+/// the connection busy, and returns the transaction status the statement starts in.
+fn begin_statement<C: ClientInfo>(client: &mut C) -> PgWireResult<TransactionStatus> {
+    if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+        return Err(PgWireError::NotReadyForQuery);
+    }
+    let status = client.transaction_status();
+    client.set_state(PgWireConnectionState::QueryInProgress);
+    Ok(status)
+}
+
 /// Queues a result's rows, writing them out whenever [`ROW_FLUSH_BYTES`] have gathered;
 /// returns how many there were. Both protocols send rows through here.
 async fn queue_rows<C>(client: &mut C, rows: &mut SendableRowStream) -> PgWireResult<usize>
@@ -527,11 +534,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
-            return Err(PgWireError::NotReadyForQuery);
-        }
-        let mut transaction_status = client.transaction_status();
-        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut transaction_status = begin_statement(client)?;
         let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
         let portal = match client.portal_store().get_portal(portal_name) {
