@@ -59,10 +59,9 @@ def run_pgbench(server, base, step, args):
     script_name = "outbox" if args.load == "outbox-history" else args.load
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench",
                           f"{script_name}.pgbench")
-    extra = []
+    extra = ()
     if script_name == "outbox":
-        extra = ["-D", f"base={base}", "-D", f"step={step}",
-                 "-D", f"span={SEED_EVENTS - PAGE_EVENTS}"]
+        extra = sbs.outbox_args(base, step, SEED_EVENTS - PAGE_EVENTS)
     rate, _latency, server_us, client_us = sbs.pgbench(
         server.env, script, args.clients, args.seconds, extra,
         server_cpu=lambda: sbs.cpu_seconds(server.pid()))

@@ -237,6 +237,13 @@ def seed_postgres(pg, repo, total):
     pg.psql("VACUUM ANALYZE")
 
 
+def outbox_args(base, step, span):
+    """pgbench's -D arguments for bench/pgbench/outbox*.pgbench: pages start after
+    `base + random(0, span) * step` (snowflake ids are not 1..N, so positions are drawn in
+    steps of the average id gap)."""
+    return ("-D", f"base={base}", "-D", f"step={step}", "-D", f"span={span}")
+
+
 class RecentWindow:
     """Where each server's newest RECENT_EVENTS events start, found before each recent-outbox
     load (the append loads before it keep moving it). EventDBX's ids are snowflakes, so its
@@ -269,8 +276,7 @@ class RecentWindow:
         self.anchor = (low, first)
         span = RECENT_EVENTS - 1_000
         high = self.edbx_id_at(total - 1_000)  # the last position with a full page after it
-        edbx_extra = ("-D", f"base={low}", "-D", f"step={max(1, (high - low) // span)}",
-                      "-D", f"span={span}")
+        edbx_extra = outbox_args(low, max(1, (high - low) // span), span)
         pg_extra = ()
         if self.pg:
             newest = int(self.pg.psql("SELECT max(event_id) FROM events").strip())
@@ -348,8 +354,7 @@ def main():
         base, step = seed_eventdbx(edbx, args.seed_events)
         # Outbox positions are drawn over the whole history (the PostgreSQL script draws
         # ids in 0..100,000, its whole history at the default seed).
-        outbox = ("-D", f"base={base}", "-D", f"step={step}",
-                  "-D", f"span={max(1, args.seed_events - 1_000)}")
+        outbox = outbox_args(base, step, max(1, args.seed_events - 1_000))
         measures = [
             ("durable appends/s, 1 client", "pg_append.pgbench", "append.pgbench", 1, ()),
             ("durable appends/s, 32 clients", "pg_append.pgbench", "append.pgbench", 32, ()),
