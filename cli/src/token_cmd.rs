@@ -1,6 +1,8 @@
-//! `dbx token`: tokens are managed in the workspace registry (`.dbx/tokens.json`); a running
-//! daemon re-reads it within 250 ms, so revocations apply to new connections at once and to
-//! open sessions at their next statement.
+//! `dbx token`: tokens are managed in the workspace registry (`.dbx/tokens.json`). A running
+//! daemon looks at the file at every login and, before a statement, at most once every
+//! `REGISTRY_RECHECK` (1 ms); a revocation waits `REGISTRY_SETTLE` (2 ms) before it reports
+//! done, so it applies to new connections at once and to open sessions at their next
+//! statement.
 
 use eventdbx::auth::{parse_ttl, IssuedToken, TokenRecord, TokenSpec, TokenStore};
 use eventdbx::config::{write_private_file, Workspace};
@@ -149,6 +151,7 @@ pub fn revoke(token_or_id: &str, reason: Option<String>, json_out: bool) -> Resu
     let ws = discover()?;
     let store = open_store(&ws)?;
     let record = store.revoke(token_or_id, reason)?;
+    TokenStore::settle();
     if json_out {
         outln!("{}", record_json(&record, now_unix()));
         return Ok(());
@@ -182,6 +185,7 @@ pub fn refresh(token_flag: Option<&str>, ttl: Option<&str>, json_out: bool) -> R
         }
     };
     let issued = store.refresh(&token, ttl_seconds)?;
+    TokenStore::settle();
     let persisted = match &source {
         TokenSource::File(path) => {
             write_private_file(path, format!("{}\n", issued.token).as_bytes())

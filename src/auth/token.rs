@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,6 +26,18 @@ const ID_HEX_LEN: usize = 16;
 const SECRET_HEX_LEN: usize = 64;
 /// Token lifetime ceiling for `--ttl` (100 years): anything longer is a typo.
 const MAX_TTL_SECONDS: u64 = 100 * 365 * 86_400;
+/// How long the check before every statement ([`TokenStore::is_active`]) trusts a look at
+/// the registry file that began this recently. Looking is an `fstat`: ~4% of a state read's
+/// server CPU when every statement paid for one (`bench/ab.py --load get --clients 32`,
+/// docs/BENCHMARKS.md, tenth pass); once a millisecond is nothing at any rate. A process
+/// that changes the registry waits [`REGISTRY_SETTLE`] before it reports the change done
+/// ([`TokenStore::settle`]), so a revocation still holds for every statement that starts
+/// after `dbx token revoke` returns. Logins always look.
+pub const REGISTRY_RECHECK: Duration = Duration::from_millis(1);
+/// What a registry change waits before it is reported done: longer than
+/// [`REGISTRY_RECHECK`], so every look a running server trusts afterwards began after the
+/// change.
+pub const REGISTRY_SETTLE: Duration = Duration::from_millis(2);
 
 /// Token failures. Authentication failures deliberately all render the same message.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +204,11 @@ pub struct TokenStore {
     key: [u8; 32],
     scram_iterations: u32,
     loaded: RwLock<Loaded>,
+    /// The clock for `looked_at`.
+    epoch: Instant,
+    /// When the newest finished comparison of the file with `loaded` began, in nanoseconds
+    /// after `epoch` (see [`REGISTRY_RECHECK`]).
+    looked_at: AtomicU64,
 }
 
 fn now_unix() -> i64 {
@@ -294,6 +312,8 @@ impl TokenStore {
                 version: None,
                 file: None,
             }),
+            epoch: Instant::now(),
+            looked_at: AtomicU64::new(0),
         };
         store.reload()?;
         Ok(store)
@@ -345,14 +365,71 @@ impl TokenStore {
     }
 
     /// Re-reads the file if another process changed it. One `fstat` per call, so a token
-    /// issued or revoked by `dbx token ...` is in force for the very next login or statement.
+    /// issued or revoked by `dbx token ...` is in force for the very next login.
     fn refresh_if_changed(&self) {
-        if self.loaded_is_current() {
+        let began = self.clock_nanos();
+        if !self.loaded_is_current() {
+            if let Err(err) = self.reload() {
+                tracing::warn!(error = %err, "token registry changed but could not be re-read; keeping the previous one");
+            }
+        }
+        // Published only after `loaded` is what the file held when the look began, so a
+        // statement that trusts this look reads the reloaded registry.
+        self.looked_at.fetch_max(began, Ordering::AcqRel);
+    }
+
+    /// [`Self::refresh_if_changed`], unless a look began within [`REGISTRY_RECHECK`].
+    fn refresh_if_stale(&self) {
+        let looked = self.looked_at.load(Ordering::Acquire);
+        if Duration::from_nanos(self.clock_nanos().saturating_sub(looked)) < REGISTRY_RECHECK {
             return;
         }
-        if let Err(err) = self.reload() {
-            tracing::warn!(error = %err, "token registry changed but could not be re-read; keeping the previous one");
+        self.refresh_if_changed();
+    }
+
+    fn clock_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Waits until every running server's check before a statement sees this process's
+    /// registry changes ([`REGISTRY_SETTLE`]). A process that revokes a token calls it
+    /// before it reports the revocation done.
+    pub fn settle() {
+        std::thread::sleep(REGISTRY_SETTLE);
+    }
+
+    /// One read-modify-write of the registry: under an exclusive lock on its lock file and
+    /// from the file as it is now, so two `dbx token` processes at once cannot lose each
+    /// other's change (an issue and a revocation racing, each writing back what it read).
+    fn change<T>(
+        &self,
+        apply: impl FnOnce(&mut BTreeMap<String, TokenRecord>) -> Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
+        let registry_error = |e: std::io::Error| TokenError::Registry {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        };
+        let lock_path = self.path.with_extension("json.lock");
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(registry_error)?
+        };
+        // Released when `lock` is closed, on return or if the process dies.
+        lock.lock().map_err(registry_error)?;
+        if !self.loaded_is_current() {
+            self.reload()?;
         }
+        let mut tokens = self.loaded.read().tokens.clone();
+        let changed = apply(&mut tokens)?;
+        self.persist(&tokens)?;
+        self.loaded.write().tokens = tokens;
+        Ok(changed)
     }
 
     fn persist(&self, tokens: &BTreeMap<String, TokenRecord>) -> Result<(), TokenError> {
@@ -433,12 +510,10 @@ impl TokenStore {
             scram: scram_verifier(&token, &salt, self.scram_iterations),
             label: spec.label,
         };
-        // Start from the file as it is now: another process may have written since.
-        self.refresh_if_changed();
-        let mut tokens = self.loaded.read().tokens.clone();
-        tokens.insert(id, record.clone());
-        self.persist(&tokens)?;
-        self.loaded.write().tokens = tokens;
+        self.change(|tokens| {
+            tokens.insert(id, record.clone());
+            Ok(())
+        })?;
         Ok(IssuedToken { token, record })
     }
 
@@ -475,8 +550,9 @@ impl TokenStore {
     }
 
     /// Whether a token id is still active (sessions re-check it before every statement).
+    /// Trusts a look at the registry file that began within [`REGISTRY_RECHECK`].
     pub fn is_active(&self, id: &str) -> bool {
-        self.refresh_if_changed();
+        self.refresh_if_stale();
         self.loaded
             .read()
             .tokens
@@ -501,18 +577,16 @@ impl TokenStore {
         let id = split_token(id_or_token)
             .map(|(id, _)| id.to_owned())
             .unwrap_or_else(|| id_or_token.trim().to_owned());
-        let mut tokens = self.loaded.read().tokens.clone();
-        let record = tokens
-            .get_mut(&id)
-            .ok_or_else(|| TokenError::NotFound(id.clone()))?;
-        if record.revoked_at.is_none() {
-            record.revoked_at = Some(now_unix());
-            record.revoked_reason = reason;
-        }
-        let record = record.clone();
-        self.persist(&tokens)?;
-        self.loaded.write().tokens = tokens;
-        Ok(record)
+        self.change(|tokens| {
+            let record = tokens
+                .get_mut(&id)
+                .ok_or_else(|| TokenError::NotFound(id.clone()))?;
+            if record.revoked_at.is_none() {
+                record.revoked_at = Some(now_unix());
+                record.revoked_reason = reason;
+            }
+            Ok(record.clone())
+        })
     }
 
     /// Issues a replacement for an active token (same grants, new lifetime) and revokes it.
@@ -629,6 +703,75 @@ mod tests {
         assert!(second.authenticate(&issued.token).is_ok());
         first.revoke(&issued.token, None).expect("revoke");
         assert!(second.authenticate(&issued.token).is_err());
+    }
+
+    // The check before every statement used to `fstat` the registry each time; it now
+    // trusts a look that began within REGISTRY_RECHECK. A revocation written by another
+    // process must still hold for a statement checked once the revoker has settled, even
+    // right after a look that found the token active.
+    #[test]
+    fn a_revocation_by_another_process_holds_once_it_has_settled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = store(dir.path());
+        let revoker = TokenStore::open(
+            &dir.path().join("tokens.json"),
+            &dir.path().join("keys/token.key"),
+            4096,
+        )
+        .expect("open");
+        for round in 0..20 {
+            let issued = server.issue(spec(&["*"])).expect("issue");
+            assert!(server.is_active(&issued.record.id), "round {round}");
+            revoker.revoke(&issued.record.id, None).expect("revoke");
+            TokenStore::settle();
+            assert!(!server.is_active(&issued.record.id), "round {round}");
+        }
+    }
+
+    // Issuing and revoking each read the registry, changed it and wrote it back with no
+    // lock, so two `dbx token` processes at once could each write over the other's change.
+    #[test]
+    fn registry_writers_in_several_processes_lose_no_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = store(dir.path());
+        drop(first);
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let own = TokenStore::open(
+                        &dir.join("tokens.json"),
+                        &dir.join("keys/token.key"),
+                        4096,
+                    )
+                    .expect("open");
+                    let mut ids = Vec::new();
+                    for _ in 0..8 {
+                        let issued = own.issue(spec(&["*"])).expect("issue");
+                        ids.push(issued.record.id);
+                    }
+                    // Revoke half of them again, interleaved with the others' issues.
+                    for id in ids.iter().step_by(2) {
+                        own.revoke(id, None).expect("revoke");
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for writer in writers {
+            ids.extend(writer.join().expect("writer"));
+        }
+        let reader = TokenStore::open(
+            &dir.path().join("tokens.json"),
+            &dir.path().join("keys/token.key"),
+            4096,
+        )
+        .expect("open");
+        let listed = reader.list();
+        assert_eq!(listed.len(), ids.len());
+        let revoked = listed.iter().filter(|r| r.revoked_at.is_some()).count();
+        assert_eq!(revoked, ids.len() / 2);
     }
 
     #[test]
