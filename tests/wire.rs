@@ -358,6 +358,43 @@ async fn streamed_and_suspended_text_results_match_the_simple_protocol() {
             .expect("seed");
     }
     let mut stream = authenticated(&server).await;
+    let ids: Vec<i64> = support::simple_text_rows(&client, "SELECT event_id FROM events")
+        .await
+        .iter()
+        .map(|row| row[0].as_deref().unwrap_or_default().parse().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), total);
+    // A streamed scan tests only what its event_id bounds do not already hold (the
+    // suspended runs below test every predicate on every row), so the bounds must be
+    // exactly the comparisons they replace: each operator, negative and text operands,
+    // and `<>`, which is no bound.
+    let bounded = [
+        (
+            format!(
+                "SELECT event_id FROM events WHERE event_id >= {} AND event_id < {}",
+                ids[100], ids[1_200]
+            ),
+            1_100,
+        ),
+        (
+            format!(
+                "SELECT event_id FROM outbox WHERE event_id > {} AND event_id <= {} ORDER BY event_id",
+                ids[99], ids[1_199]
+            ),
+            1_100,
+        ),
+        (format!("SELECT event_id FROM events WHERE event_id = {}", ids[700]), 1),
+        ("SELECT event_id FROM events WHERE event_id > -5".to_owned(), total),
+        ("SELECT event_id FROM events WHERE event_id < 0".to_owned(), 0),
+        ("SELECT event_id FROM events WHERE event_id <= -1".to_owned(), 0),
+        (
+            format!(
+                "SELECT event_id FROM events WHERE event_id <> {} AND event_id > '{}'",
+                ids[500], ids[299]
+            ),
+            total - 300 - 1,
+        ),
+    ];
     let queries = [
         (
             "SELECT event_id, aggregate_id, payload FROM events ORDER BY event_id",
@@ -377,7 +414,12 @@ async fn streamed_and_suspended_text_results_match_the_simple_protocol() {
             10,
         ),
     ];
+    let queries = queries
+        .into_iter()
+        .map(|(sql, expected)| (sql.to_owned(), expected))
+        .chain(bounded);
     for (sql, expected) in queries {
+        let sql = sql.as_str();
         let simple = support::simple_text_rows(&client, sql).await;
         assert_eq!(simple.len(), expected, "{sql}");
         for max_rows in [0, 333] {
