@@ -626,6 +626,11 @@ mod tests {
         TokenStore::open(&dir.join("tokens.json"), &key, 4096).expect("open")
     }
 
+    /// The registry `store` created, opened again: what another `dbx` process sees.
+    fn reopen(dir: &Path) -> TokenStore {
+        TokenStore::open(&dir.join("tokens.json"), &dir.join("keys/token.key"), 4096).expect("open")
+    }
+
     fn spec(actions: &[&str]) -> TokenSpec {
         TokenSpec {
             group: "ops".into(),
@@ -694,12 +699,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = store(dir.path());
         let issued = first.issue(spec(&["*"])).expect("issue");
-        let second = TokenStore::open(
-            &dir.path().join("tokens.json"),
-            &dir.path().join("keys/token.key"),
-            4096,
-        )
-        .expect("open");
+        let second = reopen(dir.path());
         assert!(second.authenticate(&issued.token).is_ok());
         first.revoke(&issued.token, None).expect("revoke");
         assert!(second.authenticate(&issued.token).is_err());
@@ -713,12 +713,7 @@ mod tests {
     fn a_revocation_by_another_process_holds_once_it_has_settled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let server = store(dir.path());
-        let revoker = TokenStore::open(
-            &dir.path().join("tokens.json"),
-            &dir.path().join("keys/token.key"),
-            4096,
-        )
-        .expect("open");
+        let revoker = reopen(dir.path());
         for round in 0..20 {
             let issued = server.issue(spec(&["*"])).expect("issue");
             assert!(server.is_active(&issued.record.id), "round {round}");
@@ -739,12 +734,7 @@ mod tests {
             .map(|_| {
                 let dir = dir.path().to_owned();
                 std::thread::spawn(move || {
-                    let own = TokenStore::open(
-                        &dir.join("tokens.json"),
-                        &dir.join("keys/token.key"),
-                        4096,
-                    )
-                    .expect("open");
+                    let own = reopen(&dir);
                     let mut ids = Vec::new();
                     for _ in 0..8 {
                         let issued = own.issue(spec(&["*"])).expect("issue");
@@ -762,12 +752,7 @@ mod tests {
         for writer in writers {
             ids.extend(writer.join().expect("writer"));
         }
-        let reader = TokenStore::open(
-            &dir.path().join("tokens.json"),
-            &dir.path().join("keys/token.key"),
-            4096,
-        )
-        .expect("open");
+        let reader = reopen(dir.path());
         let listed = reader.list();
         assert_eq!(listed.len(), ids.len());
         let revoked = listed.iter().filter(|r| r.revoked_at.is_some()).count();
