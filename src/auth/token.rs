@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -204,6 +204,8 @@ pub struct TokenStore {
     key: [u8; 32],
     scram_iterations: u32,
     loaded: RwLock<Loaded>,
+    /// Held by a reload from its check to its store (see `reload`).
+    reloading: Mutex<()>,
     /// The clock for `looked_at`.
     epoch: Instant,
     /// When the newest finished comparison of the file with `loaded` began, in nanoseconds
@@ -312,6 +314,7 @@ impl TokenStore {
                 version: None,
                 file: None,
             }),
+            reloading: Mutex::new(()),
             epoch: Instant::now(),
             looked_at: AtomicU64::new(0),
         };
@@ -326,7 +329,21 @@ impl TokenStore {
         write_private_file(key_path, &key)
     }
 
+    /// Reads the file into `loaded` unless what is loaded is still current. One reload at a
+    /// time, each checking again first: two threads that both saw a change would otherwise
+    /// race, and a slow one that read the file before a revocation could store that over
+    /// what a later one read after it, while a look that began after the revocation has
+    /// already been published (see `refresh_if_changed`).
     fn reload(&self) -> Result<(), TokenError> {
+        let _one_at_a_time = self.reloading.lock();
+        self.reload_holding_lock()
+    }
+
+    /// `reload` for a caller that holds `reloading`.
+    fn reload_holding_lock(&self) -> Result<(), TokenError> {
+        if self.loaded_is_current() {
+            return Ok(());
+        }
         let registry_err = |message: String| TokenError::Registry {
             path: self.path.display().to_string(),
             message,
@@ -422,39 +439,35 @@ impl TokenStore {
         };
         // Released when `lock` is closed, on return or if the process dies.
         lock.lock().map_err(registry_error)?;
-        if !self.loaded_is_current() {
-            self.reload()?;
-        }
+        // No reload in this process may store what it read while this change is written.
+        let _one_at_a_time = self.reloading.lock();
+        self.reload_holding_lock()?;
         let mut tokens = self.loaded.read().tokens.clone();
         let changed = apply(&mut tokens)?;
-        self.persist(&tokens)?;
-        self.loaded.write().tokens = tokens;
+        self.persist(tokens)?;
         Ok(changed)
     }
 
-    fn persist(&self, tokens: &BTreeMap<String, TokenRecord>) -> Result<(), TokenError> {
-        let file = RegistryFile {
-            tokens: tokens.clone(),
-        };
+    /// Writes `tokens` as the registry and makes them what is loaded, with the file just
+    /// written held, so the next check sees this write as current.
+    fn persist(&self, tokens: BTreeMap<String, TokenRecord>) -> Result<(), TokenError> {
+        let registry = RegistryFile { tokens };
         let text =
-            serde_json::to_vec_pretty(&file).map_err(|e| TokenError::Invalid(e.to_string()))?;
+            serde_json::to_vec_pretty(&registry).map_err(|e| TokenError::Invalid(e.to_string()))?;
         write_private_file(&self.path, &text).map_err(|e| TokenError::Registry {
             path: self.path.display().to_string(),
             message: e.to_string(),
         })?;
-        // Hold the file just written, so the next check sees our own write as current.
-        let written = open_registry(&self.path);
-        let mut loaded = self.loaded.write();
-        match written {
-            Ok((file, version)) => {
-                loaded.version = Some(version);
-                loaded.file = Some(file);
-            }
-            Err(_) => {
-                loaded.version = None;
-                loaded.file = None;
-            }
-        }
+        let (file, version) = match open_registry(&self.path) {
+            Ok((file, version)) => (Some(file), Some(version)),
+            // Not held: the next check finds the path's version differs and reads it.
+            Err(_) => (None, None),
+        };
+        *self.loaded.write() = Loaded {
+            tokens: registry.tokens,
+            version,
+            file,
+        };
         Ok(())
     }
 
