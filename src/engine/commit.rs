@@ -184,12 +184,13 @@ impl Working {
 /// value for the opened tail.
 struct StagedEvent {
     event: Event,
-    /// The value for `events` (sealed when the store is encrypted).
-    stored: Vec<u8>,
+    /// The stored value, plaintext: kept for the tail, and what `events` gets in a plain
+    /// store.
+    opened: Vec<u8>,
+    /// What `events` gets in an encrypted store: `opened`, sealed.
+    sealed: Option<Vec<u8>>,
     /// A sealed snapshot to write beside it, when one is due.
     snapshot: Option<Vec<u8>>,
-    /// `stored` before sealing.
-    opened: Vec<u8>,
 }
 
 /// What one group commit accumulates.
@@ -518,10 +519,10 @@ impl Committer {
             // Sealed after hashing: the leaf covers the plaintext canonical encoding. The
             // plaintext is kept for the opened tail of the history.
             let opened = encode_stored_parts(&canonical, &event.hash, &event.merkle_root);
-            let stored =
+            let sealed =
                 self.parts
                     .cipher
-                    .seal_slice(CF_EVENTS, &event_key(event.event_id), &opened)?;
+                    .seal_kept(CF_EVENTS, &event_key(event.event_id), &opened)?;
             merge_patch(&mut working.state, &payload);
             if actual == 0 {
                 working.created_at_micros = now;
@@ -544,9 +545,9 @@ impl Committer {
             };
             staged.push(StagedEvent {
                 event,
-                stored,
-                snapshot,
                 opened,
+                sealed,
+                snapshot,
             });
             local.insert(key, working);
         }
@@ -595,21 +596,23 @@ impl Committer {
         let mut outcome = Vec::with_capacity(staged.len());
         for StagedEvent {
             event,
-            stored,
-            snapshot,
             opened,
+            sealed,
+            snapshot,
         } in staged
         {
             let stream_key =
                 versioned_key(&event.aggregate_type, &event.aggregate_id, event.version);
-            group
-                .batch
-                .put_cf(events_cf, event_key(event.event_id), stored);
+            group.batch.put_cf(
+                events_cf,
+                event_key(event.event_id),
+                sealed.as_deref().unwrap_or(&opened),
+            );
             group
                 .batch
                 .put_cf(streams_cf, &stream_key, event.event_id.to_be_bytes());
-            if let Some(sealed) = snapshot {
-                group.batch.put_cf(snapshots_cf, &stream_key, sealed);
+            if let Some(snapshot) = snapshot {
+                group.batch.put_cf(snapshots_cf, &stream_key, snapshot);
             }
             group.opened.push((event.event_id, opened));
             group.events.insert(event.event_id, event.clone());

@@ -466,11 +466,17 @@ impl ValueCipher {
     }
 
     /// [`seal`](Self::seal) for a caller that keeps the plaintext (the commit path keeps an
-    /// event's for the opened tail of the history): a plain store gets a copy.
-    pub fn seal_slice(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<Vec<u8>, EngineError> {
+    /// event's for the opened tail of the history): the sealed bytes, or `None` in a plain
+    /// store, where `value` itself is what to store.
+    pub fn seal_kept(
+        &self,
+        cf: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, EngineError> {
         match self {
-            ValueCipher::Plain => Ok(value.to_vec()),
-            ValueCipher::Sealed(data_key) => seal_with(data_key, cf, key, value),
+            ValueCipher::Plain => Ok(None),
+            ValueCipher::Sealed(data_key) => seal_with(data_key, cf, key, value).map(Some),
         }
     }
 
