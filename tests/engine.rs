@@ -481,6 +481,16 @@ fn reopen_keeps_everything_and_ids_keep_rising() {
         .ok());
 }
 
+/// Appends one `changed` event to order `id` whose payload carries `n` and a `note` that
+/// pads it (the tail tests size their history with it); returns its event id.
+fn append_noted(engine: &Engine, id: &str, n: u64, note: &str) -> u64 {
+    engine
+        .append(one("order", id, "changed", json!({"n": n, "note": note})))
+        .expect("append")
+        .events[0]
+        .event_id
+}
+
 #[test]
 fn a_reopened_store_warms_its_tail_with_the_newest_events() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -496,15 +506,7 @@ fn a_reopened_store_warms_its_tail_with_the_newest_events() {
     {
         let engine = Engine::open(options(512 * 1024)).expect("open");
         for n in 0..600u64 {
-            let outcome = engine
-                .append(one(
-                    "order",
-                    &format!("o-{}", n % 7),
-                    "changed",
-                    json!({"n": n, "note": note}),
-                ))
-                .expect("append");
-            written.push(outcome.events[0].event_id);
+            written.push(append_noted(&engine, &format!("o-{}", n % 7), n, &note));
         }
     }
     let engine = Engine::open(options(512 * 1024)).expect("reopen");
@@ -550,14 +552,7 @@ fn outbox_readers_racing_writers_and_tail_eviction_never_miss_an_event() {
             let note = note.clone();
             std::thread::spawn(move || {
                 for n in 0..400 {
-                    engine
-                        .append(one(
-                            "order",
-                            &format!("w{t}-{}", n % 5),
-                            "changed",
-                            json!({"n": n, "note": note}),
-                        ))
-                        .expect("append");
+                    append_noted(&engine, &format!("w{t}-{}", n % 5), n, &note);
                 }
             })
         })

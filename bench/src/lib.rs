@@ -1,5 +1,10 @@
 //! What the benchmark binaries in `src/bin/` share.
 
+use std::path::Path;
+
+use eventdbx::engine::{Engine, EngineOptions, Issuer, KeySpec};
+use serde_json::{Map, Value};
+
 /// The median of `values` (sorted in place); the mean of the middle two for an even count,
 /// NaN for none.
 pub fn median(values: &mut [f64]) -> f64 {
@@ -10,11 +15,6 @@ pub fn median(values: &mut [f64]) -> f64 {
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
-
-use std::path::Path;
-
-use eventdbx::engine::{Engine, EngineOptions, Issuer, KeySpec};
-use serde_json::{Map, Value};
 
 /// Bytes of the JSON payload every benchmark append carries (the pgbench scripts' too).
 pub const PAYLOAD_BYTES: usize = 256;

@@ -69,6 +69,13 @@ impl Segment {
     fn footprint(&self) -> usize {
         self.data.capacity() + self.ids.capacity() * 8 + self.ends.capacity() * 4
     }
+
+    /// Empty, keeping its allocations for reuse.
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.ends.clear();
+        self.data.clear();
+    }
 }
 
 /// Events copied out of the tail, to be decoded after its lock is released.
@@ -207,9 +214,7 @@ impl HistoryTail {
             }
             // Only ordinary segments are kept: one grown for a large event is let go.
             if oldest.data.capacity() == SEGMENT_BYTES {
-                oldest.ids.clear();
-                oldest.ends.clear();
-                oldest.data.clear();
+                oldest.clear();
                 self.spare = Some(oldest);
             }
         }
