@@ -528,6 +528,16 @@ fn a_reopened_store_warms_its_tail_with_the_newest_events() {
             assert_eq!(event.payload().expect("payload")["n"], json!(n));
         }
     }
+    // The pages below the tail's floor read whole buckets of the history and kept them
+    // opened; reading them again answers the same.
+    let kept = engine.memory().expect("memory").opened_history;
+    assert!(kept > 0, "pages below the tail were kept opened");
+    for start in (0..written.len()).step_by(53) {
+        let after = if start == 0 { 0 } else { written[start - 1] };
+        let page = engine.read_outbox(after, 1_000).expect("outbox again");
+        let ids: Vec<u64> = page.events.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, written[start..], "again after {after}");
+    }
     // A store opened with no tail reads the same from RocksDB.
     drop(engine);
     let engine = Engine::open(options(0)).expect("reopen without a tail");
@@ -541,9 +551,59 @@ fn outbox_readers_racing_writers_and_tail_eviction_never_miss_an_event() {
     // Readers page forward while writers append and a small tail evicts and refills: the
     // tail, RocksDB and the switch between them must never let a reader's cursor pass an
     // event it did not see.
+    readers_racing_writers_see_every_event(0);
+}
+
+#[test]
+fn outbox_readers_racing_writers_with_an_opened_history_never_miss_an_event() {
+    // The same below the tail with the opened history: readers fill buckets of the
+    // history while writers are still appending to the newest ones, and a bucket kept
+    // before its last event was visible would hide that event from every later reader.
+    // Once with room for every bucket, once with room for a few (evicted as others fill).
+    readers_racing_writers_see_every_event(EngineOptions::new(".").opened_history_bytes);
+    readers_racing_writers_see_every_event(64 * 1024);
+}
+
+#[test]
+fn the_newest_bucket_of_the_history_is_never_kept_short() {
+    // Regression: a scan that read the opened history's newest bucket to the end of the
+    // history could keep it, and an event appended to the same bucket afterwards was then
+    // hidden from every later scan. With no tail, every scan reads RocksDB or the opened
+    // history: read to the end twice (a bucket is kept on its second read), append to the
+    // same bucket (ids share a bucket when a millisecond's sequence does, so the pair is
+    // retried until it does), and read again.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = EngineOptions::new(dir.path().join("data"));
+    options.history_tail_bytes = 0;
+    let engine = Engine::open(options).expect("open");
+    let ids_after = |after: u64| -> Vec<u64> {
+        let page = engine.read_outbox(after, 1_000).expect("outbox");
+        page.events.iter().map(|e| e.event_id).collect()
+    };
+    let mut same_bucket = 0;
+    let mut last = 0u64;
+    for n in 0..2_000u64 {
+        let first = append_noted(&engine, "o-1", 2 * n, "a");
+        assert_eq!(ids_after(last), vec![first]);
+        assert_eq!(ids_after(last), vec![first]);
+        let second = append_noted(&engine, "o-1", 2 * n + 1, "b");
+        assert_eq!(ids_after(last), vec![first, second], "after {last}");
+        if first >> 8 == second >> 8 {
+            same_bucket += 1;
+            if same_bucket == 20 {
+                break;
+            }
+        }
+        last = second;
+    }
+    assert!(same_bucket > 0, "no two appends shared a bucket");
+}
+
+fn readers_racing_writers_see_every_event(opened_history_bytes: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = EngineOptions::new(dir.path().join("data"));
     options.history_tail_bytes = 300 * 1024;
+    options.opened_history_bytes = opened_history_bytes;
     let engine = Engine::open(options).expect("open");
     let note = "y".repeat(600);
     let writers: Vec<_> = (0..4)
@@ -595,6 +655,21 @@ fn outbox_readers_racing_writers_and_tail_eviction_never_miss_an_event() {
         everything.extend(page.events.iter().map(|e| e.event_id));
     }
     assert_eq!(everything.len(), 1_600);
+    // Read twice more in 100-event pages: what the earlier reads left kept opened (a
+    // bucket is kept on its second read) answers the same as RocksDB did.
+    for _ in 0..2 {
+        let mut again = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let page = engine.read_outbox(after, 100).expect("outbox");
+            let Some(last) = page.events.last() else {
+                break;
+            };
+            after = last.event_id;
+            again.extend(page.events.iter().map(|e| e.event_id));
+        }
+        assert_eq!(again, everything, "the history read again");
+    }
     for reader in readers {
         let seen = reader.join().expect("reader");
         assert_eq!(seen, everything, "a reader saw every event, in order, once");

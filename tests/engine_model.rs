@@ -68,10 +68,18 @@ fn payload(value: u8, remove: bool) -> Map<String, Value> {
     map
 }
 
-fn open(dir: &std::path::Path, history_tail_bytes: usize) -> Engine {
+/// What the engine keeps opened in memory: the tail's budget and the opened history's.
+#[derive(Debug, Clone, Copy)]
+struct Budgets {
+    tail: usize,
+    opened: usize,
+}
+
+fn open(dir: &std::path::Path, budgets: Budgets) -> Engine {
     let mut options = EngineOptions::new(dir);
     options.default_snapshot_threshold = Some(2);
-    options.history_tail_bytes = history_tail_bytes;
+    options.history_tail_bytes = budgets.tail;
+    options.opened_history_bytes = budgets.opened;
     Engine::open(options).expect("open")
 }
 
@@ -86,9 +94,25 @@ fn tail_budget() -> impl Strategy<Value = usize> {
     ]
 }
 
-fn run(ops: Vec<Op>, history_tail_bytes: usize) -> Result<(), TestCaseError> {
+/// Opened-history budgets: none (scans below the tail read RocksDB from their cursor), one
+/// byte (scans read whole buckets but keep none), two kilobytes (a bucket or two of these
+/// events, evicted as others are read), and the default (every bucket read whole is kept).
+fn opened_budget() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(2048),
+        Just(EngineOptions::new(".").opened_history_bytes)
+    ]
+}
+
+fn budgets() -> impl Strategy<Value = Budgets> {
+    (tail_budget(), opened_budget()).prop_map(|(tail, opened)| Budgets { tail, opened })
+}
+
+fn run(ops: Vec<Op>, budgets: Budgets) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut engine = open(dir.path(), history_tail_bytes);
+    let mut engine = open(dir.path(), budgets);
     let mut model = Model::default();
     let mut ids: Vec<u64> = Vec::new();
     for op in ops {
@@ -223,7 +247,7 @@ fn run(ops: Vec<Op>, history_tail_bytes: usize) -> Result<(), TestCaseError> {
             }
             Op::Reopen => {
                 drop(engine);
-                engine = open(dir.path(), history_tail_bytes);
+                engine = open(dir.path(), budgets);
             }
         }
         let stats = engine
@@ -240,8 +264,8 @@ proptest! {
     #[test]
     fn engine_agrees_with_the_model(
         ops in prop::collection::vec(op(), 1..40),
-        history_tail_bytes in tail_budget(),
+        budgets in budgets(),
     ) {
-        run(ops, history_tail_bytes)?;
+        run(ops, budgets)?;
     }
 }

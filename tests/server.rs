@@ -68,8 +68,8 @@ async fn connects_with_a_token_and_answers_session_queries() {
         .expect("setting")
         .get(0);
     assert_eq!(num, "160006");
-    // The caches' memory (RocksDB's own accounting and the opened tail), as one JSON
-    // object of byte counts.
+    // The caches' memory (RocksDB's own accounting, the opened tail and the opened
+    // history), as one JSON object of byte counts.
     let memory = storage_memory(&client).await;
     for key in [
         "block_cache_bytes",
@@ -77,6 +77,7 @@ async fn connects_with_a_token_and_answers_session_queries() {
         "memtable_bytes",
         "table_reader_bytes",
         "history_tail_bytes",
+        "opened_history_bytes",
     ] {
         assert!(memory[key].is_u64(), "{key} in {memory}");
     }

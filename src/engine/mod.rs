@@ -5,7 +5,8 @@
 //! written in event-id order, so a reader always sees a prefix of the commit history. Scans
 //! of the history in id order that start within its newest part are answered from the
 //! opened tail ([`tail`]), which the commit path fills with the same events, in the same
-//! order, after each synced write.
+//! order, after each synced write; older stretches read again from the opened history
+//! ([`opened`]), which such scans fill from RocksDB a bucket at a time.
 //! Nothing here knows SQL or pgwire; the schema reaches the write path only through
 //! [`policy::WritePolicy`].
 
@@ -16,6 +17,7 @@ pub mod event;
 pub mod keys;
 pub mod merkle;
 pub mod names;
+mod opened;
 pub mod options;
 pub mod policy;
 pub mod record;
@@ -49,6 +51,7 @@ use keys::{
     CF_STREAMS, META_COUNTERS,
 };
 use merkle::Frontier;
+use opened::{BucketBuilder, OpenedHistory};
 use options::{COMMIT_QUEUE_DEPTH, MAX_OUTBOX_PAGE_BYTES};
 use record::{decode_snapshot, AggregateRecord};
 use seal::{OpenScratch, ValueCipher};
@@ -152,6 +155,8 @@ pub struct MemoryUsage {
     pub table_readers: u64,
     /// The opened tail of the history (engine memory, not RocksDB's).
     pub history_tail: u64,
+    /// Older stretches of the history kept opened (engine memory, not RocksDB's).
+    pub opened_history: u64,
 }
 
 /// Store-wide figures for status displays.
@@ -186,6 +191,8 @@ struct Inner {
     cipher: ValueCipher,
     /// The newest events, opened; filled at open and then by the commit path only.
     tail: Arc<RwLock<HistoryTail>>,
+    /// Buckets of older history kept opened; filled by the scans that read them.
+    opened: Mutex<OpenedHistory>,
     options: EngineOptions,
 }
 
@@ -318,6 +325,7 @@ impl Engine {
                 counters,
                 cipher,
                 tail,
+                opened: Mutex::new(OpenedHistory::new(options.opened_history_bytes)),
                 options,
             }),
         })
@@ -506,6 +514,7 @@ impl Engine {
             usage.table_readers += property(cf, "rocksdb.estimate-table-readers-mem")?;
         }
         usage.history_tail = self.inner.tail.read().footprint() as u64;
+        usage.opened_history = self.inner.opened.lock().footprint() as u64;
         Ok(usage)
     }
 
@@ -858,38 +867,127 @@ impl Engine {
         }
     }
 
-    /// [`visit_events`](Self::visit_events) from RocksDB.
+    /// [`visit_events`](Self::visit_events) below the tail: from the opened history where
+    /// it keeps the bucket the cursor is in, from RocksDB where it does not.
     fn visit_stored_events(
         &self,
         after_event_id: u64,
         horizon: u64,
         visit: &mut dyn FnMut(EventView<'_>, usize) -> bool,
     ) -> Result<(), EngineError> {
-        let Some(first) = after_event_id.checked_add(1) else {
-            return Ok(());
+        let mut cursor = after_event_id;
+        // Whether no event of the cursor's bucket is at or below the cursor, so reading
+        // from the cursor reads the bucket whole.
+        let mut at_bucket_start = cursor
+            .checked_add(1)
+            .is_some_and(|first| opened::first_id(opened::bucket_of(first)) == first);
+        while cursor < horizon {
+            let kept = self.inner.opened.lock().get(opened::bucket_of(cursor + 1));
+            let Some(kept) = kept else {
+                match self.visit_stored_and_keep(cursor, at_bucket_start, horizon, visit)? {
+                    Some(next) => {
+                        debug_assert!(next > cursor);
+                        cursor = next;
+                        at_bucket_start = true;
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            };
+            for (event_id, value) in kept.events_after(cursor) {
+                if event_id > horizon {
+                    return Ok(());
+                }
+                let event = EventView::decode_stored(value)?;
+                if event.event_id != event_id {
+                    return Err(EngineError::corrupt(
+                        "opened history",
+                        format!("event {event_id} holds event {}", event.event_id),
+                    ));
+                }
+                if !visit(event, value.len()) {
+                    return Ok(());
+                }
+            }
+            // No event lies between the bucket's last one and `next_id`.
+            cursor = kept.next_id() - 1;
+            at_bucket_start = true;
+        }
+        Ok(())
+    }
+
+    /// Reads RocksDB from `cursor` for [`visit_stored_events`](Self::visit_stored_events),
+    /// visiting the events after it up to `horizon`, and keeps opened each bucket it reads
+    /// whole that the opened history admits ([`OpenedHistory::admit`]: read recently): every
+    /// bucket it enters from an earlier one, the cursor's own when `at_bucket_start`, and
+    /// the one it stops in, which it reads to the end for that. A scan that starts in the
+    /// middle of a bucket does not go back for the bucket's start: the bucket is kept by a
+    /// scan that passes through it or ends in it. Returns where to go on when it reached a
+    /// bucket that is already kept; `None` when the scan is over.
+    fn visit_stored_and_keep(
+        &self,
+        cursor: u64,
+        at_bucket_start: bool,
+        horizon: u64,
+        visit: &mut dyn FnMut(EventView<'_>, usize) -> bool,
+    ) -> Result<Option<u64>, EngineError> {
+        let mut bucket = opened::bucket_of(cursor + 1);
+        let (keeping, mut filling) = {
+            let mut opened = self.inner.opened.lock();
+            let keep_first = at_bucket_start && opened.admit(bucket);
+            (
+                opened.keeps(),
+                keep_first.then(|| BucketBuilder::new(bucket)),
+            )
         };
+        let mut visiting = true;
         // A raw iterator lends key and value in place; the boxed iterator copied both into
         // fresh allocations for every event of every page.
         let mut iter = self.inner.db.raw_iterator_cf(self.cf(CF_EVENTS)?);
-        iter.seek(event_key(first));
+        iter.seek(event_key(cursor + 1));
         let mut scratch = OpenScratch::default();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            if event_id_of_key(key)? > horizon {
-                return Ok(());
+            let event_id = event_id_of_key(key)?;
+            if keeping && opened::bucket_of(event_id) != bucket {
+                // An id past the bucket is visible, so every event of the bucket was read:
+                // ids become visible in order, a committed group at a time.
+                if let Some(whole) = filling.take().and_then(|b| b.finish(event_id)) {
+                    self.inner.opened.lock().keep(bucket, whole);
+                }
+                if !visiting {
+                    return Ok(None);
+                }
+                bucket = opened::bucket_of(event_id);
+                let mut opened = self.inner.opened.lock();
+                if opened.contains(bucket) {
+                    // Every event before this one was visited.
+                    return Ok(Some(event_id - 1));
+                }
+                // Entered from an earlier bucket: read from its first event.
+                filling = opened.admit(bucket).then(|| BucketBuilder::new(bucket));
             }
             let value = self
                 .inner
                 .cipher
                 .open_reusing(CF_EVENTS, key, value, &mut scratch)?;
-            let event = EventView::decode_stored(value)?;
-            if !visit(event, value.len()) {
-                return Ok(());
+            if let Some(builder) = filling.as_mut() {
+                builder.push(event_id, value);
+            }
+            if visiting {
+                visiting = event_id <= horizon && {
+                    let event = EventView::decode_stored(value)?;
+                    visit(event, value.len())
+                };
+            }
+            if !visiting && !filling.as_ref().is_some_and(BucketBuilder::keepable) {
+                return Ok(None);
             }
             iter.next();
         }
-        // An iterator that stopped on an I/O or corruption error is not "the end".
+        // An iterator that stopped on an I/O or corruption error is not "the end". At the
+        // end of the history the bucket being read is not known whole: it is not kept.
         iter.status()?;
-        Ok(())
+        Ok(None)
     }
 
     /// Recomputes one aggregate's Merkle root from its stored events and compares it with

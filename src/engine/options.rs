@@ -44,14 +44,20 @@ pub const PAGE_LIMIT_CEILING: usize = 100_000;
 /// Bytes of event data in one outbox page before it is cut short (the cursor then stops at
 /// the last event returned, never past one that was not).
 pub const MAX_OUTBOX_PAGE_BYTES: usize = 32 * 1024 * 1024;
-/// Default RocksDB block cache, shared by all column families: half of the default cache
-/// memory (`cache_threshold`, 64 MiB), the other half going to the opened tail.
-pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// Default memory for the opened tail of the history (`tail.rs`): the other half of the
-/// default cache memory. It holds ~80,000 events of the benchmark's appends (~420 bytes
-/// each with the index): a consumer that far behind the head is served from memory (about
-/// two seconds of writes at 40,000 appends/s, over a minute at 1,000/s).
-pub const DEFAULT_HISTORY_TAIL_BYTES: usize = 32 * 1024 * 1024;
+/// Default RocksDB block cache, shared by all column families: a quarter of the default
+/// cache memory (`cache_threshold`, 64 MiB). With the history's values kept opened by the
+/// engine (the tail and the opened history), it holds mostly aggregates, streams, and index
+/// and filter blocks.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Default memory for the opened tail of the history (`tail.rs`): a quarter of the default
+/// cache memory. It holds ~40,000 events of the benchmark's appends (~420 bytes each with
+/// the index): a consumer that far behind the head is served from memory (about a second
+/// of writes at 40,000 appends/s, forty at 1,000/s); one further behind, from the opened
+/// history once it has read there.
+pub const DEFAULT_HISTORY_TAIL_BYTES: usize = 16 * 1024 * 1024;
+/// Default memory for the opened history (`opened.rs`): half of the default cache memory,
+/// ~100,000 events of the benchmark's.
+pub const DEFAULT_OPENED_HISTORY_BYTES: usize = 32 * 1024 * 1024;
 
 /// What the engine needs to open a store.
 #[derive(Debug, Clone)]
@@ -73,6 +79,9 @@ pub struct EngineOptions {
     pub block_cache_bytes: usize,
     /// Memory for the newest events kept opened (`tail.rs`); 0 keeps none.
     pub history_tail_bytes: usize,
+    /// Memory for older stretches of the history kept opened once read (`opened.rs`); 0
+    /// keeps none.
+    pub opened_history_bytes: usize,
     /// The data encryption key: `None` stores values unencrypted. See `seal.rs`.
     pub encryption: Option<KeySpec>,
 }
@@ -89,6 +98,7 @@ impl EngineOptions {
             page_limit: DEFAULT_PAGE_LIMIT,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             history_tail_bytes: DEFAULT_HISTORY_TAIL_BYTES,
+            opened_history_bytes: DEFAULT_OPENED_HISTORY_BYTES,
             encryption: None,
         }
     }

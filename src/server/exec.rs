@@ -613,6 +613,7 @@ impl Executor {
                     "memtable_bytes": usage.memtables,
                     "table_reader_bytes": usage.table_readers,
                     "history_tail_bytes": usage.history_tail,
+                    "opened_history_bytes": usage.opened_history,
                 })
                 .to_string()
             }
