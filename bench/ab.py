@@ -8,14 +8,17 @@ transaction, the server's CPU time (all its threads, from /proc) and pgbench's. 
 shared 2-core machine one client's rate moves ±5% from run to run; the CPU per
 transaction moves far less, so it is the better judge of a change that saves work.
 
-    bench/ab.py [--encrypted] [--load append|get|outbox|outbox-history] [--clients N]
-                [--seconds S] [--runs N] DBX...
+    bench/ab.py [--encrypted] [--load append|get|outbox|outbox-history|outbox-cold]
+                [--clients N] [--seconds S] [--runs N] DBX...
 
 `outbox` pages over the seeded events, which are the newest: a build with the opened tail
 of the history (engine/tail.rs) answers them from memory. `outbox-history` seeds a second
-100,000 events on top and pages over the first ones, which the tail no longer holds, so
-RocksDB's scan (and opening sealed values) is what it measures, as in bench/run.sh's
-outbox row.
+100,000 events on top and pages over the first ones, which the tail no longer holds, as in
+bench/run.sh's outbox row: a build with the opened history (engine/opened.rs) answers them
+from memory once it has read them twice, an older one reads RocksDB and opens every value.
+`outbox-cold` seeds 1,000,000 events and pages over all of them, far more than the opened
+history holds (32 MiB by default), so RocksDB's scan and opening sealed values are what it
+measures.
 
 A binary may carry environment settings for its server: `path/to/dbx@TOKIO_WORKER_THREADS=1`.
 """
@@ -31,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seeding)
 
 SEED_EVENTS = 100_000
+COLD_SEED_EVENTS = 1_000_000
 PAGE_EVENTS = 1_000
 
 
@@ -47,7 +51,7 @@ def start(binary, encrypted, load):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    base, step = sbs.seed_eventdbx(server, SEED_EVENTS)
+    base, step = sbs.seed_eventdbx(server, seeded_events(load))
     if load == "outbox-history":
         # Newer events on top push the first ones out of the opened tail (32 MiB by default,
         # under 100,000 of these events).
@@ -55,13 +59,17 @@ def start(binary, encrypted, load):
     return server, root, base, step
 
 
+def seeded_events(load):
+    return COLD_SEED_EVENTS if load == "outbox-cold" else SEED_EVENTS
+
+
 def run_pgbench(server, base, step, args):
-    script_name = "outbox" if args.load == "outbox-history" else args.load
+    script_name = "outbox" if args.load.startswith("outbox") else args.load
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench",
                           f"{script_name}.pgbench")
     extra = ()
     if script_name == "outbox":
-        extra = sbs.outbox_args(base, step, SEED_EVENTS - PAGE_EVENTS)
+        extra = sbs.outbox_args(base, step, seeded_events(args.load) - PAGE_EVENTS)
     rate, _latency, server_us, client_us = sbs.pgbench(
         server.env, script, args.clients, args.seconds, extra,
         server_cpu=lambda: sbs.cpu_seconds(server.pid()))
@@ -71,7 +79,7 @@ def run_pgbench(server, base, step, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encrypted", action="store_true", help="stores sealed at rest")
-    parser.add_argument("--load", default="outbox", choices=["append", "get", "outbox", "outbox-history"])
+    parser.add_argument("--load", default="outbox", choices=["append", "get", "outbox", "outbox-history", "outbox-cold"])
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=7)
