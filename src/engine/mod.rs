@@ -933,10 +933,10 @@ impl Engine {
     ) -> Result<Option<u64>, EngineError> {
         let mut bucket = opened::bucket_of(cursor + 1);
         let (keeping, mut filling) = {
-            let mut opened = self.inner.opened.lock();
-            let keep_first = at_bucket_start && opened.admit(bucket);
+            let mut history = self.inner.opened.lock();
+            let keep_first = at_bucket_start && history.admit(bucket);
             (
-                opened.keeps(),
+                history.keeps(),
                 keep_first.then(|| BucketBuilder::new(bucket)),
             )
         };
@@ -949,22 +949,22 @@ impl Engine {
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             let event_id = event_id_of_key(key)?;
             if keeping && opened::bucket_of(event_id) != bucket {
+                let mut history = self.inner.opened.lock();
                 // An id past the bucket is visible, so every event of the bucket was read:
                 // ids become visible in order, a committed group at a time.
                 if let Some(whole) = filling.take().and_then(|b| b.finish(event_id)) {
-                    self.inner.opened.lock().keep(bucket, whole);
+                    history.keep(bucket, whole);
                 }
                 if !visiting {
                     return Ok(None);
                 }
                 bucket = opened::bucket_of(event_id);
-                let mut opened = self.inner.opened.lock();
-                if opened.contains(bucket) {
+                if history.contains(bucket) {
                     // Every event before this one was visited.
                     return Ok(Some(event_id - 1));
                 }
                 // Entered from an earlier bucket: read from its first event.
-                filling = opened.admit(bucket).then(|| BucketBuilder::new(bucket));
+                filling = history.admit(bucket).then(|| BucketBuilder::new(bucket));
             }
             let value = self
                 .inner

@@ -15,7 +15,9 @@
 //! dense the history. Invariants:
 //! - **Whole.** A bucket is kept only with every event of its id range, and with the id of
 //!   the first event after it. The engine fills one from a single RocksDB iterator that
-//!   started at the range's first id and went on past its last one. Ids become visible in
+//!   read the range from its first event (it entered the range from an earlier one, or
+//!   started where no event of the range lies before it) and went on past its last one,
+//!   and never keeps the bucket an iterator ends in. Ids become visible in
 //!   order, a committed group at a time, so nothing can appear in the range, or between it
 //!   and that next id, afterwards; events are never changed or removed, so a kept bucket
 //!   never goes stale and needs no invalidation.
