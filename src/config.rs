@@ -337,6 +337,38 @@ impl Config {
     }
 
     /// Writes the config atomically (temp file, fsync, rename).
+    /// Changes the config file at `path` under an exclusive lock on `config.toml.lock`
+    /// beside it: reads the file as it is now, lets `apply` change it, and writes it back
+    /// when `apply` returns `true` with its result. Two processes changing the config at
+    /// once (`dbx config`, `dbx storage rekey`) then cannot write back what they read over
+    /// each other's change. The lock is released when this returns, or when the process
+    /// dies.
+    pub fn update<T, E: From<ConfigError>>(
+        path: &Path,
+        apply: impl FnOnce(&mut Config) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let lock_path = path.with_extension("toml.lock");
+        let write_error = |source| ConfigError::Write {
+            path: lock_path.display().to_string(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(write_error)?;
+        lock.lock().map_err(write_error)?;
+        let mut config = Config::load(path)?;
+        let (result, save) = apply(&mut config)?;
+        if save {
+            config.save(path)?;
+        }
+        Ok(result)
+    }
+
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = format!(
             "# EventDBX workspace configuration. `dbx config --help` lists the writable keys.\n{}",
@@ -459,6 +491,44 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_writers_in_several_processes_lose_no_change() {
+        // Regression: `dbx config` wrote back the config it had read at start, so two at
+        // once (each setting a different key) could lose one change without a word. Four
+        // writers on four threads, each with its own handle on the lock file (as separate
+        // processes would have), each setting its own key many times.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        Config::new_default().save(&path).expect("save");
+        let writers: Vec<_> = (0..4u64)
+            .map(|writer| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for round in 1..=25u64 {
+                        Config::update(&path, |config: &mut Config| {
+                            match writer {
+                                0 => config.cache_threshold = round,
+                                1 => config.list_page_size = round as usize,
+                                2 => config.page_limit = 1_000 + round as usize,
+                                _ => config.snowflake_worker_id = round as u16,
+                            }
+                            Ok::<_, ConfigError>(((), true))
+                        })
+                        .expect("update");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        let config = Config::load(&path).expect("load");
+        assert_eq!(config.cache_threshold, 25);
+        assert_eq!(config.list_page_size, 25);
+        assert_eq!(config.page_limit, 1_025);
+        assert_eq!(config.snowflake_worker_id, 25);
+    }
 
     #[test]
     fn default_config_round_trips_and_validates() {

@@ -1,8 +1,8 @@
 //! `dbx config`: print the redacted config, or validate and apply updates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use eventdbx::config::SecretString;
+use eventdbx::config::{Config, SecretString};
 use eventdbx::engine::seal::check_key;
 use eventdbx::engine::KeySpec;
 
@@ -46,7 +46,31 @@ pub fn run(update: ConfigUpdate) -> Result<()> {
         out!("{}", ws.config.to_redacted_toml());
         return Ok(());
     }
-    let mut config = ws.config.clone();
+    // Applied to the config as it is on disk under the config's lock, not to the copy read
+    // at start: another `dbx config` running at once cannot lose this change, nor this one
+    // its.
+    let changes = Config::update(&ws.config_path(), |config: &mut Config| {
+        let changes = apply(update, config, &ws.dir)?;
+        let save = !changes.is_empty();
+        Ok::<_, CliError>((changes, save))
+    })?;
+    if changes.is_empty() {
+        outln!("no change: the config already has these values");
+        return Ok(());
+    }
+    outln!("updated {}", ws.config_path().display());
+    for change in &changes {
+        outln!("  {change}");
+    }
+    if crate::daemon::running_pid(&ws).is_some() {
+        outln!("the daemon is running: apply the change with `dbx serve restart`");
+    }
+    Ok(())
+}
+
+/// Applies `update` to `config` and validates the result; returns what changed, one line
+/// each (empty when nothing did). An error leaves the file as it was.
+fn apply(update: ConfigUpdate, config: &mut Config, workspace: &Path) -> Result<Vec<String>> {
     let mut changes: Vec<String> = Vec::new();
     macro_rules! set {
         ($field:ident, $value:expr) => {
@@ -95,11 +119,11 @@ pub fn run(update: ConfigUpdate) -> Result<()> {
             .is_some_and(|current| current.expose() == key);
         let spec = KeySpec::parse(&key)
             .map_err(|e| CliError::usage(format!("{e}; nothing was changed")))?
-            .relative_to(&ws.dir);
+            .relative_to(workspace);
         if !unchanged {
             // A store that already exists must open with the new key; a key alone never
             // re-encrypts data (that is `dbx storage rekey`).
-            let data_dir = config.resolve(&ws.dir, &config.data_dir);
+            let data_dir = config.resolve(workspace, &config.data_dir);
             check_key(&data_dir, Some(&spec)).map_err(|e| {
                 CliError::usage(format!(
                     "{e}; nothing was changed. To re-encrypt the existing data under a new \
@@ -113,17 +137,5 @@ pub fn run(update: ConfigUpdate) -> Result<()> {
     config
         .validate()
         .map_err(|e| CliError::usage(format!("{e}; nothing was changed")))?;
-    if changes.is_empty() {
-        outln!("no change: the config already has these values");
-        return Ok(());
-    }
-    config.save(&ws.config_path())?;
-    outln!("updated {}", ws.config_path().display());
-    for change in &changes {
-        outln!("  {change}");
-    }
-    if crate::daemon::running_pid(&ws).is_some() {
-        outln!("the daemon is running: apply the change with `dbx serve restart`");
-    }
-    Ok(())
+    Ok(changes)
 }

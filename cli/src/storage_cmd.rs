@@ -8,7 +8,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use eventdbx::config::{SecretString, Workspace, DATA_KEY_FILE};
+use eventdbx::config::{Config, SecretString, Workspace, DATA_KEY_FILE};
 use eventdbx::engine::seal::{inspect, rewrite_store, StoreEncryption, FILE_PREFIX};
 use eventdbx::engine::KeySpec;
 
@@ -201,9 +201,11 @@ pub fn rekey(target: Target) -> Result<()> {
             e,
         )
     })?;
-    let mut config = ws.config.clone();
-    config.data_encryption_key = new_value.map(SecretString::new);
-    config.save(&ws.config_path())?;
+    // Under the config's lock, on the config as it is now (`Config::update`).
+    let config = Config::update(&ws.config_path(), |config: &mut Config| {
+        config.data_encryption_key = new_value.map(SecretString::new);
+        Ok::<_, CliError>((config.clone(), true))
+    })?;
     std::fs::remove_dir_all(&previous).map_err(|e| {
         io_error(
             format!("cannot delete the old store {}", previous.display()),
