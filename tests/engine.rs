@@ -644,35 +644,34 @@ fn readers_racing_writers_see_every_event(opened_history_bytes: usize) {
         writer.join().expect("writer");
     }
     done.store(true, std::sync::atomic::Ordering::Release);
-    let mut everything = Vec::new();
-    let mut after = 0u64;
-    loop {
-        let page = engine.read_outbox(after, 1_000).expect("outbox");
-        let Some(last) = page.events.last() else {
-            break;
-        };
-        after = last.event_id;
-        everything.extend(page.events.iter().map(|e| e.event_id));
-    }
+    let everything = outbox_ids(&engine, 1_000);
     assert_eq!(everything.len(), 1_600);
     // Read twice more in 100-event pages: what the earlier reads left kept opened (a
     // bucket is kept on its second read) answers the same as RocksDB did.
     for _ in 0..2 {
-        let mut again = Vec::new();
-        let mut after = 0u64;
-        loop {
-            let page = engine.read_outbox(after, 100).expect("outbox");
-            let Some(last) = page.events.last() else {
-                break;
-            };
-            after = last.event_id;
-            again.extend(page.events.iter().map(|e| e.event_id));
-        }
-        assert_eq!(again, everything, "the history read again");
+        assert_eq!(
+            outbox_ids(&engine, 100),
+            everything,
+            "the history read again"
+        );
     }
     for reader in readers {
         let seen = reader.join().expect("reader");
         assert_eq!(seen, everything, "a reader saw every event, in order, once");
+    }
+}
+
+/// Every event id in the history, read from the start in outbox pages of `page` events.
+fn outbox_ids(engine: &Engine, page: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut after = 0u64;
+    loop {
+        let events = engine.read_outbox(after, page).expect("outbox").events;
+        let Some(last) = events.last() else {
+            return ids;
+        };
+        after = last.event_id;
+        ids.extend(events.iter().map(|e| e.event_id));
     }
 }
 

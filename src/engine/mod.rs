@@ -852,13 +852,7 @@ impl Engine {
                 return Ok(());
             }
             for (event_id, value) in batch.iter() {
-                let event = EventView::decode_stored(value)?;
-                if event.event_id != event_id {
-                    return Err(EngineError::corrupt(
-                        "history tail",
-                        format!("event {event_id} holds event {}", event.event_id),
-                    ));
-                }
+                let event = decode_held("history tail", event_id, value)?;
                 if !visit(event, value.len()) {
                     return Ok(());
                 }
@@ -898,13 +892,7 @@ impl Engine {
                 if event_id > horizon {
                     return Ok(());
                 }
-                let event = EventView::decode_stored(value)?;
-                if event.event_id != event_id {
-                    return Err(EngineError::corrupt(
-                        "opened history",
-                        format!("event {event_id} holds event {}", event.event_id),
-                    ));
-                }
+                let event = decode_held("opened history", event_id, value)?;
                 if !visit(event, value.len()) {
                     return Ok(());
                 }
@@ -1244,6 +1232,23 @@ fn warm_tail(
         return Ok(HistoryTail::new(budget, last_event_id));
     }
     Ok(tail)
+}
+
+/// Decodes an event kept opened in memory (by the tail or the opened history, named by
+/// `held_by`) and checks that it is the event its index files it under.
+fn decode_held<'a>(
+    held_by: &'static str,
+    event_id: u64,
+    value: &'a [u8],
+) -> Result<EventView<'a>, EngineError> {
+    let event = EventView::decode_stored(value)?;
+    if event.event_id != event_id {
+        return Err(EngineError::corrupt(
+            held_by,
+            format!("event {event_id} holds event {}", event.event_id),
+        ));
+    }
+    Ok(event)
 }
 
 /// What the tail's index costs per event, for [`warm_tail`]'s budget: an id and an offset.

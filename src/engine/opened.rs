@@ -37,6 +37,8 @@ use std::sync::Arc;
 
 use hashlink::LruCache;
 
+use super::tail::Segment;
+
 /// Ids per bucket, as a power of two. 2^8 = 256 ids: a slice of one millisecond's
 /// sequence, so a bucket never holds more than 256 events (a dense history's page of 1,000
 /// events spans about four buckets; a sparse one's may span one per event, each a hash
@@ -75,10 +77,7 @@ pub fn first_id(bucket: u64) -> u64 {
 /// The events of one bucket, opened, back to back in id order.
 #[derive(Debug)]
 pub struct OpenedBucket {
-    ids: Vec<u64>,
-    /// Where each event's bytes end in `data` (it starts where the previous one ended).
-    ends: Vec<u32>,
-    data: Vec<u8>,
+    events: Segment,
     /// The id of the first stored event after the bucket's range: no event has an id
     /// between the range's end and this one.
     next_id: u64,
@@ -87,13 +86,7 @@ pub struct OpenedBucket {
 impl OpenedBucket {
     /// Each event after `after`, with its opened value, in id order.
     pub fn events_after(&self, after: u64) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        let first = self.ids.partition_point(|id| *id <= after);
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|end| *end as usize));
-        self.ids
-            .iter()
-            .zip(starts.zip(self.ends.iter().map(|end| *end as usize)))
-            .skip(first)
-            .map(|(id, (start, end))| (*id, self.data.get(start..end).unwrap_or_default()))
+        self.events.events_after(after)
     }
 
     /// The id of the first stored event after this bucket's range.
@@ -102,10 +95,7 @@ impl OpenedBucket {
     }
 
     fn footprint(&self) -> usize {
-        self.data.capacity()
-            + self.ids.capacity() * 8
-            + self.ends.capacity() * 4
-            + BUCKET_OVERHEAD_BYTES
+        self.events.footprint() + BUCKET_OVERHEAD_BYTES
     }
 }
 
@@ -113,9 +103,7 @@ impl OpenedBucket {
 #[derive(Debug)]
 pub struct BucketBuilder {
     bucket: u64,
-    ids: Vec<u64>,
-    ends: Vec<u32>,
-    data: Vec<u8>,
+    events: Segment,
     /// Over [`MAX_BUCKET_BYTES`]: it will not be kept, and holds nothing.
     oversized: bool,
 }
@@ -125,9 +113,7 @@ impl BucketBuilder {
     pub fn new(bucket: u64) -> Self {
         Self {
             bucket,
-            ids: Vec::new(),
-            ends: Vec::new(),
-            data: Vec::new(),
+            events: Segment::default(),
             oversized: false,
         }
     }
@@ -145,22 +131,15 @@ impl BucketBuilder {
     /// Adds the next event of the bucket's range, in id order.
     pub fn push(&mut self, event_id: u64, value: &[u8]) {
         debug_assert_eq!(bucket_of(event_id), self.bucket);
-        debug_assert!(self.ids.last().is_none_or(|last| *last < event_id));
         if self.oversized {
             return;
         }
-        if self.data.len() + value.len() > MAX_BUCKET_BYTES {
+        if self.events.bytes() + value.len() > MAX_BUCKET_BYTES {
             self.oversized = true;
-            self.ids = Vec::new();
-            self.ends = Vec::new();
-            self.data = Vec::new();
+            self.events = Segment::default();
             return;
         }
-        self.data.extend_from_slice(value);
-        self.ids.push(event_id);
-        // Under MAX_BUCKET_BYTES, so the offset fits.
-        self.ends
-            .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+        self.events.push(event_id, value);
     }
 
     /// The whole bucket, now that `next_id` (the first id past its range) was read; `None`
@@ -170,13 +149,9 @@ impl BucketBuilder {
         if self.oversized {
             return None;
         }
-        self.data.shrink_to_fit();
-        self.ids.shrink_to_fit();
-        self.ends.shrink_to_fit();
+        self.events.shrink_to_fit();
         Some(OpenedBucket {
-            ids: self.ids,
-            ends: self.ends,
-            data: self.data,
+            events: self.events,
             next_id,
         })
     }

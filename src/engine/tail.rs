@@ -31,9 +31,10 @@ use std::collections::VecDeque;
 /// (the benchmark's events store 260 to ~410 bytes), small enough that 32 MiB is 128 of them.
 const SEGMENT_BYTES: usize = 256 * 1024;
 
-/// A run of consecutive events stored back to back.
-#[derive(Debug)]
-struct Segment {
+/// A run of consecutive events stored back to back: one of the tail's segments, or one
+/// of the opened history's buckets (`opened.rs`).
+#[derive(Debug, Default)]
+pub(super) struct Segment {
     ids: Vec<u64>,
     /// Where each event's bytes end in `data` (it starts where the previous one ended).
     ends: Vec<u32>,
@@ -59,6 +60,39 @@ impl Segment {
             && u32::try_from(self.data.len() + bytes).is_ok()
     }
 
+    /// Appends the next event, whose id is above every id held. The caller keeps the
+    /// segment under 4 GiB (`fits`, or `opened::MAX_BUCKET_BYTES`), so offsets fit a `u32`.
+    pub(super) fn push(&mut self, event_id: u64, value: &[u8]) {
+        debug_assert!(self.ids.last().is_none_or(|last| *last < event_id));
+        self.data.extend_from_slice(value);
+        self.ids.push(event_id);
+        self.ends
+            .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Bytes of events held.
+    pub(super) fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Each event after `after`, with its bytes, in id order.
+    pub(super) fn events_after(&self, after: u64) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let first = self.ids.partition_point(|id| *id <= after);
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|end| *end as usize));
+        self.ids
+            .iter()
+            .zip(starts.zip(self.ends.iter().map(|end| *end as usize)))
+            .skip(first)
+            .map(|(id, (start, end))| (*id, self.data.get(start..end).unwrap_or_default()))
+    }
+
+    /// Gives back what its vectors hold beyond their contents.
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
     fn start_of(&self, index: usize) -> usize {
         match index {
             0 => 0,
@@ -66,7 +100,8 @@ impl Segment {
         }
     }
 
-    fn footprint(&self) -> usize {
+    /// Bytes allocated (capacity, index included).
+    pub(super) fn footprint(&self) -> usize {
         self.data.capacity() + self.ids.capacity() * 8 + self.ends.capacity() * 4
     }
 
@@ -193,13 +228,9 @@ impl HistoryTail {
         };
         debug_assert!(event_id > self.newest);
         let before = segment.footprint();
-        segment.data.extend_from_slice(value);
-        segment.ids.push(event_id);
         // `fits` checked the offset against u32 (a fresh segment holds one event of at most
         // the payload ceiling).
-        segment
-            .ends
-            .push(u32::try_from(segment.data.len()).unwrap_or(u32::MAX));
+        segment.push(event_id, value);
         self.footprint = self.footprint - before + segment.footprint();
     }
 
