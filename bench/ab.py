@@ -53,8 +53,8 @@ def start(binary, encrypted, load):
         os.environ.update(saved)
     base, step = sbs.seed_eventdbx(server, seeded_events(load))
     if load == "outbox-history":
-        # Newer events on top push the first ones out of the opened tail (32 MiB by default,
-        # under 100,000 of these events).
+        # Newer events on top push the first ones out of the opened tail (16 MiB by default,
+        # ~40,000 of these events).
         sbs.seed_eventdbx(server, SEED_EVENTS)
     return server, root, base, step
 

@@ -26,9 +26,10 @@ SEED_EVENTS = 100_000
 SEED_STREAMS = 4
 SEED_BATCH = 2_500
 # The recent-outbox load pages among this many of each server's newest events: a consumer
-# up to this far behind the head. EventDBX's default opened tail (32 MiB) holds ~80,000 of
-# the append script's events, so this window is inside it; at 100,000 part of each window
-# is older than the tail and those pages are read from RocksDB (docs/BENCHMARKS.md).
+# up to this far behind the head. EventDBX's default opened tail (16 MiB since the eleventh
+# pass) holds ~40,000 of the append script's events, so part of each window is older than
+# the tail; those pages are read from RocksDB, or from the opened history once read twice
+# (docs/BENCHMARKS.md).
 RECENT_EVENTS = 50_000
 PAYLOAD = ('{"status":"paid","amount":"12.50","customer":"customer-0042","note":"'
            + "0123456789" * 17 + '0"}')
