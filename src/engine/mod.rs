@@ -922,12 +922,11 @@ impl Engine {
         let mut bucket = opened::bucket_of(cursor + 1);
         let (keeping, mut filling) = {
             let mut history = self.inner.opened.lock();
-            let keep_first = at_bucket_start && history.admit(bucket);
-            (
-                history.keeps(),
-                keep_first.then(|| BucketBuilder::new(bucket)),
-            )
+            (history.keeps(), at_bucket_start && history.admit(bucket))
         };
+        // One builder for every bucket of the scan: its buffers grow once, and each kept
+        // bucket is copied out at its size.
+        let mut builder = BucketBuilder::new(bucket);
         let mut visiting = true;
         // A raw iterator lends key and value in place; the boxed iterator copied both into
         // fresh allocations for every event of every page.
@@ -937,10 +936,16 @@ impl Engine {
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             let event_id = event_id_of_key(key)?;
             if keeping && opened::bucket_of(event_id) != bucket {
-                let mut history = self.inner.opened.lock();
                 // An id past the bucket is visible, so every event of the bucket was read:
-                // ids become visible in order, a committed group at a time.
-                if let Some(whole) = filling.take().and_then(|b| b.finish(event_id)) {
+                // ids become visible in order, a committed group at a time. Copied out
+                // before the lock is taken.
+                let whole = if filling {
+                    builder.finish(event_id)
+                } else {
+                    None
+                };
+                let mut history = self.inner.opened.lock();
+                if let Some(whole) = whole {
                     history.keep(bucket, whole);
                 }
                 if !visiting {
@@ -952,13 +957,16 @@ impl Engine {
                     return Ok(Some(event_id - 1));
                 }
                 // Entered from an earlier bucket: read from its first event.
-                filling = history.admit(bucket).then(|| BucketBuilder::new(bucket));
+                filling = history.admit(bucket);
+                if filling {
+                    builder.restart(bucket);
+                }
             }
             let value = self
                 .inner
                 .cipher
                 .open_reusing(CF_EVENTS, key, value, &mut scratch)?;
-            if let Some(builder) = filling.as_mut() {
+            if filling {
                 builder.push(event_id, value);
             }
             if visiting {
@@ -967,7 +975,8 @@ impl Engine {
                     visit(event, value.len())
                 };
             }
-            if !visiting && !filling.as_ref().is_some_and(BucketBuilder::keepable) {
+            let still_keepable = filling && builder.keepable();
+            if !visiting && !still_keepable {
                 return Ok(None);
             }
             iter.next();

@@ -86,11 +86,18 @@ impl Segment {
             .map(|(id, (start, end))| (*id, self.data.get(start..end).unwrap_or_default()))
     }
 
-    /// Gives back what its vectors hold beyond their contents.
-    pub(super) fn shrink_to_fit(&mut self) {
-        self.data.shrink_to_fit();
-        self.ids.shrink_to_fit();
-        self.ends.shrink_to_fit();
+    /// A copy whose vectors are allocated for their contents alone, for a segment that is
+    /// done growing. Not `shrink_to_fit`: an allocator may shrink a block where it is and
+    /// keep all of it. mimalloc (the `dbx` binary's allocator) does so for any block at most
+    /// twice the new size, so after doubling growth a shrunk segment's `capacity()`, which
+    /// its footprint counts, understated what it held by ~40% on average
+    /// (docs/BENCHMARKS.md, twelfth pass).
+    pub(super) fn copied_to_size(&self) -> Segment {
+        Segment {
+            ids: self.ids.to_vec(),
+            ends: self.ends.to_vec(),
+            data: self.data.to_vec(),
+        }
     }
 
     fn start_of(&self, index: usize) -> usize {
@@ -106,7 +113,7 @@ impl Segment {
     }
 
     /// Empty, keeping its allocations for reuse.
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.ids.clear();
         self.ends.clear();
         self.data.clear();
