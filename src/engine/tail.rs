@@ -90,8 +90,8 @@ impl Segment {
     /// done growing. Not `shrink_to_fit`: an allocator may shrink a block where it is and
     /// keep all of it. mimalloc (the `dbx` binary's allocator) does so for any block at most
     /// twice the new size, so after doubling growth a shrunk segment's `capacity()`, which
-    /// its footprint counts, understated what it held by ~40% on average
-    /// (docs/BENCHMARKS.md, twelfth pass).
+    /// its footprint counts, could be half of what it held (docs/BENCHMARKS.md, twelfth
+    /// pass).
     pub(super) fn copied_to_size(&self) -> Segment {
         Segment {
             ids: self.ids.to_vec(),
