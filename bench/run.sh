@@ -8,7 +8,8 @@
 #
 # --seed-events sets the history stored before measuring (default 100,000); the scale runs
 # in docs/BENCHMARKS.md use 1,000,000 and 10,000,000 with --eventdbx-only (PostgreSQL's outbox
-# script draws positions over 100,000 events, so side-by-side runs keep the default).
+# script draws positions over 100,000 events, so side-by-side runs keep the default). The
+# runs start once each server is idle after seeding (its flushes and compactions done).
 #
 # Installs what it needs (Debian postgresql-15 for initdb, pg_ctl, pgbench, pg_test_fsync).
 

@@ -99,6 +99,32 @@ def peak_rss_mib(pid):
     return proc_status_mib(pid, "VmHWM", float("nan"))
 
 
+# A server is idle once it uses less than this much CPU time in a second (5% of a core);
+# the seeding's background work (RocksDB's flushes and compactions, PostgreSQL's
+# checkpointer and autovacuum) takes far more while it lasts.
+IDLE_CPU_SECONDS_PER_SECOND = 0.05
+# How long to wait for that before measuring anyway (with a warning): a 10M-event load's
+# compactions take a few minutes here.
+IDLE_WAIT_LIMIT_SECONDS = 900
+
+
+def wait_until_idle(name, server_cpu):
+    """Waits until a server has finished the background work its seeding left (`server_cpu()`
+    is its CPU seconds so far), so that the runs measure the stored history, not the
+    aftermath of loading it; prints how long that took."""
+    started = time.time()
+    last = server_cpu()
+    while time.time() - started < IDLE_WAIT_LIMIT_SECONDS:
+        time.sleep(1)
+        now = server_cpu()
+        if now - last < IDLE_CPU_SECONDS_PER_SECOND:
+            print(f"  {name} idle {time.time() - started:.0f} s after seeding", file=sys.stderr)
+            return
+        last = now
+    print(f"  {name} still busy {IDLE_WAIT_LIMIT_SECONDS} s after seeding; measuring anyway",
+          file=sys.stderr)
+
+
 def cpu_seconds(pid):
     """User plus system CPU time of a process so far, all threads."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -353,6 +379,9 @@ def main():
         if pg:
             seed_postgres(pg, args.repo, args.seed_events)
         base, step = seed_eventdbx(edbx, args.seed_events)
+        wait_until_idle("EventDBX", lambda: cpu_seconds(edbx.pid()))
+        if pg:
+            wait_until_idle("PostgreSQL", pg.cpu_seconds)
         # Outbox positions are drawn over the whole history (the PostgreSQL script draws
         # ids in 0..100,000, its whole history at the default seed).
         outbox = outbox_args(base, step, max(1, args.seed_events - 1_000))
