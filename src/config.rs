@@ -336,7 +336,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes the config atomically (temp file, fsync, rename).
     /// Changes the config file at `path` under an exclusive lock on `config.toml.lock`
     /// beside it: reads the file as it is now, lets `apply` change it, and writes it back
     /// when `apply` returns `true` with its result. Two processes changing the config at
@@ -369,6 +368,7 @@ impl Config {
         Ok(result)
     }
 
+    /// Writes the config atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = format!(
             "# EventDBX workspace configuration. `dbx config --help` lists the writable keys.\n{}",
