@@ -253,12 +253,16 @@ impl Config {
         options.page_limit = self.page_limit;
         let cache_bytes =
             usize::try_from(self.cache_threshold.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        // A quarter for RocksDB's block cache, a quarter for the opened tail, half for the
-        // opened history (the defaults in `engine::options`).
-        options.block_cache_bytes = cache_bytes / 4;
+        // An eighth for RocksDB's block cache, an eighth for the current aggregate records,
+        // a quarter for the opened tail, half for the opened history (the defaults in
+        // `engine::options`).
+        options.block_cache_bytes = cache_bytes / 8;
+        options.aggregate_records_bytes = cache_bytes / 8;
         options.history_tail_bytes = cache_bytes / 4;
-        options.opened_history_bytes =
-            cache_bytes - options.block_cache_bytes - options.history_tail_bytes;
+        options.opened_history_bytes = cache_bytes
+            - options.block_cache_bytes
+            - options.aggregate_records_bytes
+            - options.history_tail_bytes;
         options.encryption = match &self.data_encryption_key {
             Some(key) => Some(
                 crate::engine::KeySpec::parse(key.expose())

@@ -1051,3 +1051,91 @@ fn the_raw_store_of_the_storage_floor_benchmark_opens_only_engine_stores() {
         "a directory that is not an EventDBX store is refused"
     );
 }
+
+/// State readers racing writers through the cache of current records (`records.rs`): a
+/// reader never sees an aggregate's version go back, and once an append is acknowledged
+/// every read of its aggregate shows it. Run with the default budget (every aggregate kept),
+/// a budget of a few records (evicted and read back from RocksDB all the time, so fills
+/// race writes) and none.
+#[test]
+fn state_readers_racing_writers_never_see_a_version_go_back() {
+    for budget in [EngineOptions::new(".").aggregate_records_bytes, 4 * 1024, 0] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = EngineOptions::new(dir.path().join("data"));
+        options.aggregate_records_bytes = budget;
+        let engine = Engine::open(options).expect("open");
+        const AGGREGATES: usize = 6;
+        // The highest version acknowledged so far per aggregate.
+        let acknowledged: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new(
+            (0..AGGREGATES)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        );
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let engine = engine.clone();
+                let acknowledged = acknowledged.clone();
+                std::thread::spawn(move || {
+                    for n in 0..300 {
+                        let a = (n + t) % AGGREGATES;
+                        let outcome = engine
+                            .append(one("order", &format!("s{a}"), "changed", json!({"n": n})))
+                            .expect("append");
+                        acknowledged[a].fetch_max(
+                            outcome.events[0].version,
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
+                })
+            })
+            .collect();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let engine = engine.clone();
+                let acknowledged = acknowledged.clone();
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    let mut last_seen = [0u64; AGGREGATES];
+                    let mut reads = 0u64;
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        for (a, last) in last_seen.iter_mut().enumerate() {
+                            let floor = acknowledged[a].load(std::sync::atomic::Ordering::SeqCst);
+                            let version = engine
+                                .aggregate("order", &format!("s{a}"))
+                                .expect("read")
+                                .map_or(0, |state| state.version);
+                            assert!(version >= *last, "s{a} went back from {last} to {version}");
+                            assert!(
+                                version >= floor,
+                                "s{a} read at {version} after {floor} was acknowledged"
+                            );
+                            *last = version;
+                            reads += 1;
+                        }
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        for reader in readers {
+            assert!(reader.join().expect("reader") > 0, "the reader read");
+        }
+        for a in 0..AGGREGATES {
+            let state = engine
+                .aggregate("order", &format!("s{a}"))
+                .expect("read")
+                .expect("exists");
+            assert_eq!(state.version, 200, "s{a} holds all its events");
+            let report = engine
+                .verify("order", &format!("s{a}"))
+                .expect("verify")
+                .expect("exists");
+            assert!(report.ok(), "{report:?}");
+        }
+    }
+}

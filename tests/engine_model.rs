@@ -68,11 +68,13 @@ fn payload(value: u8, remove: bool) -> Map<String, Value> {
     map
 }
 
-/// What the engine keeps opened in memory: the tail's budget and the opened history's.
+/// What the engine keeps opened in memory: the tail's budget, the opened history's and the
+/// current aggregate records'.
 #[derive(Debug, Clone, Copy)]
 struct Budgets {
     tail: usize,
     opened: usize,
+    records: usize,
 }
 
 fn open(dir: &std::path::Path, budgets: Budgets) -> Engine {
@@ -80,6 +82,7 @@ fn open(dir: &std::path::Path, budgets: Budgets) -> Engine {
     options.default_snapshot_threshold = Some(2);
     options.history_tail_bytes = budgets.tail;
     options.opened_history_bytes = budgets.opened;
+    options.aggregate_records_bytes = budgets.records;
     Engine::open(options).expect("open")
 }
 
@@ -106,8 +109,23 @@ fn opened_budget() -> impl Strategy<Value = usize> {
     ]
 }
 
+/// Aggregate-record budgets: none (every read from RocksDB), a few records' worth spread
+/// over the cache's shards (records evicted and read back all the time), and the default
+/// (every aggregate the model uses is kept).
+fn records_budget() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(0),
+        Just(16 * 1024),
+        Just(EngineOptions::new(".").aggregate_records_bytes)
+    ]
+}
+
 fn budgets() -> impl Strategy<Value = Budgets> {
-    (tail_budget(), opened_budget()).prop_map(|(tail, opened)| Budgets { tail, opened })
+    (tail_budget(), opened_budget(), records_budget()).prop_map(|(tail, opened, records)| Budgets {
+        tail,
+        opened,
+        records,
+    })
 }
 
 fn run(ops: Vec<Op>, budgets: Budgets) -> Result<(), TestCaseError> {

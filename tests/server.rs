@@ -68,8 +68,8 @@ async fn connects_with_a_token_and_answers_session_queries() {
         .expect("setting")
         .get(0);
     assert_eq!(num, "160006");
-    // The caches' memory (RocksDB's own accounting, the opened tail and the opened
-    // history), as one JSON object of byte counts.
+    // The caches' memory (RocksDB's own accounting, the opened tail, the opened history
+    // and the current aggregate records), as one JSON object of byte counts.
     let memory = storage_memory(&client).await;
     for key in [
         "block_cache_bytes",
@@ -78,6 +78,7 @@ async fn connects_with_a_token_and_answers_session_queries() {
         "table_reader_bytes",
         "history_tail_bytes",
         "opened_history_bytes",
+        "aggregate_records_bytes",
     ] {
         assert!(memory[key].is_u64(), "{key} in {memory}");
     }
@@ -251,6 +252,11 @@ async fn append_read_page_and_verify_through_sql() {
     assert!(
         memory["history_tail_bytes"].as_u64() > Some(0),
         "committed events are in the tail: {memory}"
+    );
+    // Their aggregates' records were kept as they were written.
+    assert!(
+        memory["aggregate_records_bytes"].as_u64() > Some(0),
+        "written records are kept: {memory}"
     );
     let count = support::count_events(&client).await;
     assert_eq!(count, 4);

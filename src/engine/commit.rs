@@ -35,6 +35,7 @@ use super::options::{
 };
 use super::policy::{EventCheck, SnapshotSetting, WritePolicy};
 use super::record::{encode_snapshot, AggregateRecord};
+use super::records::RecordCache;
 use super::seal::ValueCipher;
 use super::snowflake::{unix_micros_now, Snowflake};
 use super::tail::HistoryTail;
@@ -139,6 +140,9 @@ pub(crate) struct CommitterParts {
     /// The opened tail of the history: each written group's events are added after its
     /// synced write, before any of its writers is answered (see `tail.rs`).
     pub tail: Arc<RwLock<HistoryTail>>,
+    /// Current aggregate records kept opened: a group's are put there after its synced
+    /// write, before any of its writers is answered (see `records.rs`).
+    pub records: Arc<RecordCache>,
     pub max_payload_bytes: usize,
     pub default_snapshot_threshold: Option<u64>,
 }
@@ -201,6 +205,9 @@ struct Group {
     events: HashMap<u64, Event>,
     /// The plaintext stored value of every event in `batch`, in id order, for the tail.
     opened: Vec<(u64, Vec<u8>)>,
+    /// Every aggregate record in `batch` (key, plaintext), in staging order, for the cache
+    /// of current records.
+    records: Vec<(Vec<u8>, Vec<u8>)>,
     batch: WriteBatch,
     counters: Counters,
     staged_anything: bool,
@@ -311,7 +318,23 @@ impl Committer {
         }
 
         let written = if group.staged_anything {
-            self.write_group(&mut group)
+            let writes_records = !group.records.is_empty();
+            if writes_records {
+                self.parts.records.write_begins();
+            }
+            let written = self.write_group(&mut group);
+            if writes_records {
+                // Before the group's events are published or anyone is answered: whoever
+                // learns of them finds the records they produced.
+                self.parts.records.write_ends(
+                    group
+                        .records
+                        .iter()
+                        .map(|(key, plain)| (key.as_slice(), plain.as_slice())),
+                    written.is_ok(),
+                );
+            }
+            written
         } else {
             Ok(())
         };
@@ -375,6 +398,9 @@ impl Committer {
             return Ok(working.clone());
         }
         let record_key = aggregate_key(&key.0, &key.1);
+        if let Some(plain) = self.parts.records.get(&record_key) {
+            return Working::from_record(&AggregateRecord::decode(&plain)?);
+        }
         match self.parts.cipher.get(
             &self.parts.db,
             CF_AGGREGATES,
@@ -391,13 +417,15 @@ impl Committer {
         if let Some(w) = local.get(&key).or_else(|| group.aggregates.get(&key)) {
             return w.version > 0;
         }
+        let record_key = aggregate_key(ty, id);
+        if self.parts.records.get(&record_key).is_some() {
+            return true;
+        }
         let Ok(aggregates) = cf(&self.parts.db, CF_AGGREGATES) else {
             return false;
         };
         matches!(
-            self.parts
-                .db
-                .get_pinned_cf(aggregates, aggregate_key(ty, id)),
+            self.parts.db.get_pinned_cf(aggregates, record_key),
             Ok(Some(_))
         )
     }
@@ -566,11 +594,12 @@ impl Committer {
                 state_json: to_compact_json(&working.state),
             };
             let record_key = aggregate_key(&key.0, &key.1);
+            let plain = record.encode();
             let sealed = self
                 .parts
                 .cipher
-                .seal(CF_AGGREGATES, &record_key, record.encode())?;
-            records.push((key, working, record_key, sealed));
+                .seal_kept(CF_AGGREGATES, &record_key, &plain)?;
+            records.push((key, working, record_key, plain, sealed));
         }
         let idempotency = match (request.idempotency_key, fingerprint) {
             (Some(key), Some(fingerprint)) => {
@@ -618,8 +647,13 @@ impl Committer {
             group.events.insert(event.event_id, event.clone());
             outcome.push(event);
         }
-        for (key, working, record_key, sealed) in records {
-            group.batch.put_cf(aggregates_cf, record_key, sealed);
+        for (key, working, record_key, plain, sealed) in records {
+            group.batch.put_cf(
+                aggregates_cf,
+                &record_key,
+                sealed.as_deref().unwrap_or(&plain),
+            );
+            group.records.push((record_key, plain));
             group.aggregates.insert(key, working);
         }
         if let Some((key, fingerprint, ids, sealed)) = idempotency {

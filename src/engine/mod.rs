@@ -21,6 +21,7 @@ mod opened;
 pub mod options;
 pub mod policy;
 pub mod record;
+mod records;
 pub mod seal;
 pub mod snowflake;
 mod store;
@@ -54,6 +55,7 @@ use merkle::Frontier;
 use opened::{BucketBuilder, OpenedHistory};
 use options::{COMMIT_QUEUE_DEPTH, MAX_OUTBOX_PAGE_BYTES};
 use record::{decode_snapshot, AggregateRecord};
+use records::RecordCache;
 use seal::{OpenScratch, ValueCipher};
 use snowflake::Snowflake;
 use tail::{HistoryTail, TailBatch};
@@ -157,6 +159,8 @@ pub struct MemoryUsage {
     pub history_tail: u64,
     /// Older stretches of the history kept opened (engine memory, not RocksDB's).
     pub opened_history: u64,
+    /// Current aggregate records kept opened (engine memory, not RocksDB's).
+    pub aggregate_records: u64,
 }
 
 /// Store-wide figures for status displays.
@@ -193,6 +197,8 @@ struct Inner {
     tail: Arc<RwLock<HistoryTail>>,
     /// Buckets of older history kept opened; filled by the scans that read them.
     opened: Mutex<OpenedHistory>,
+    /// Current records of recently used aggregates, opened; kept right by the commit path.
+    records: Arc<RecordCache>,
     options: EngineOptions,
 }
 
@@ -295,6 +301,7 @@ impl Engine {
             options.history_tail_bytes,
             last_event_id,
         )?));
+        let records = Arc::new(RecordCache::new(options.aggregate_records_bytes));
         let (sender, receiver) = mpsc::channel(COMMIT_QUEUE_DEPTH);
         let commit_lock: CommitLock = Arc::new(Mutex::new(Committer::new(CommitterParts {
             db: db.clone(),
@@ -303,6 +310,7 @@ impl Engine {
             cipher: cipher.clone(),
             snowflake: Snowflake::new(options.worker_id, last_event_id),
             tail: tail.clone(),
+            records: records.clone(),
             max_payload_bytes: options.max_payload_bytes,
             default_snapshot_threshold: options.default_snapshot_threshold,
         })));
@@ -326,6 +334,7 @@ impl Engine {
                 cipher,
                 tail,
                 opened: Mutex::new(OpenedHistory::new(options.opened_history_bytes)),
+                records,
                 options,
             }),
         })
@@ -515,6 +524,7 @@ impl Engine {
         }
         usage.history_tail = self.inner.tail.read().footprint() as u64;
         usage.opened_history = self.inner.opened.lock().footprint() as u64;
+        usage.aggregate_records = self.inner.records.footprint() as u64;
         Ok(usage)
     }
 
@@ -534,12 +544,23 @@ impl Engine {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<AggregateRecord>, EngineError> {
-        self.inner.cipher.get(
-            &self.inner.db,
-            CF_AGGREGATES,
-            &aggregate_key(aggregate_type, aggregate_id),
-            AggregateRecord::decode,
-        )
+        let key = aggregate_key(aggregate_type, aggregate_id);
+        let records = &self.inner.records;
+        if let Some(plain) = records.get(&key) {
+            return AggregateRecord::decode(&plain).map(Some);
+        }
+        // Taken before the read: a write that begins after it keeps this read out of the
+        // cache (records.rs, "never older than what a reader has seen").
+        let ticket = records.fill_ticket();
+        let Some(stored) = self.inner.db.get_pinned_cf(self.cf(CF_AGGREGATES)?, &key)? else {
+            return Ok(None);
+        };
+        let plain = self.inner.cipher.open(CF_AGGREGATES, &key, &stored)?;
+        let record = AggregateRecord::decode(&plain)?;
+        if let Some(ticket) = ticket {
+            records.fill(ticket, &key, &plain);
+        }
+        Ok(Some(record))
     }
 
     /// The current state: one point lookup, whatever the history length.

@@ -44,11 +44,15 @@ pub const PAGE_LIMIT_CEILING: usize = 100_000;
 /// Bytes of event data in one outbox page before it is cut short (the cursor then stops at
 /// the last event returned, never past one that was not).
 pub const MAX_OUTBOX_PAGE_BYTES: usize = 32 * 1024 * 1024;
-/// Default RocksDB block cache, shared by all column families: a quarter of the default
-/// cache memory (`cache_threshold`, 64 MiB). With the history's values kept opened by the
-/// engine (the tail and the opened history), it holds mostly aggregates, streams, and index
-/// and filter blocks.
-pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Default RocksDB block cache, shared by all column families: an eighth of the default
+/// cache memory (`cache_threshold`, 64 MiB). With the history's values and the current
+/// aggregate records kept opened by the engine, it holds mostly index and filter blocks,
+/// streams, and the records of aggregates not used lately.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// Default memory for the current records of recently used aggregates (`records.rs`): an
+/// eighth of the default cache memory, ~14,000 records of the benchmark's (~400 bytes of
+/// plaintext and ~190 counted beside it each).
+pub const DEFAULT_AGGREGATE_RECORDS_BYTES: usize = 8 * 1024 * 1024;
 /// Default memory for the opened tail of the history (`tail.rs`): a quarter of the default
 /// cache memory. It holds ~40,000 events of the benchmark's appends (~420 bytes each with
 /// the index): a consumer that far behind the head is served from memory (about a second
@@ -77,6 +81,9 @@ pub struct EngineOptions {
     pub page_limit: usize,
     /// Block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// Memory for the current records of recently used aggregates (`records.rs`); 0 keeps
+    /// none.
+    pub aggregate_records_bytes: usize,
     /// Memory for the newest events kept opened (`tail.rs`); 0 keeps none.
     pub history_tail_bytes: usize,
     /// Memory for older stretches of the history kept opened once read (`opened.rs`); 0
@@ -97,6 +104,7 @@ impl EngineOptions {
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
             page_limit: DEFAULT_PAGE_LIMIT,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            aggregate_records_bytes: DEFAULT_AGGREGATE_RECORDS_BYTES,
             history_tail_bytes: DEFAULT_HISTORY_TAIL_BYTES,
             opened_history_bytes: DEFAULT_OPENED_HISTORY_BYTES,
             encryption: None,

@@ -148,8 +148,8 @@ fn db_options() -> Options {
 /// flush that can be in flight, plus one spare.
 const WAL_FILES_RECYCLED: usize = 4;
 
-/// Memory all memtables may hold together (see `db_options`); with the block cache (16 MiB
-/// by default, a quarter of `cache_threshold`), the two budgets that bound RocksDB's memory.
+/// Memory all memtables may hold together (see `db_options`); with the block cache (8 MiB
+/// by default, an eighth of `cache_threshold`), the two budgets that bound RocksDB's memory.
 const MEMTABLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {

@@ -614,6 +614,7 @@ impl Executor {
                     "table_reader_bytes": usage.table_readers,
                     "history_tail_bytes": usage.history_tail,
                     "opened_history_bytes": usage.opened_history,
+                    "aggregate_records_bytes": usage.aggregate_records,
                 })
                 .to_string()
             }
