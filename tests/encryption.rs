@@ -356,13 +356,18 @@ fn a_moved_value_fails_loudly() {
         "{report:?}"
     );
 
-    // An aggregate record moved to another aggregate's key.
+    // An aggregate record moved to another aggregate's key. A running engine answers the
+    // records of the aggregates it used from memory, as they were committed or read
+    // (engine/records.rs), so the files are read by an engine opened on them.
     copy_raw(
         &engine,
         "aggregates",
         &aggregate_key("o-1"),
         &aggregate_key("o-2"),
     );
+    drop(engine);
+    let engine =
+        open(&dir.path().join("data"), Some(&format!("base64:{KEY_B64}"))).expect("reopen");
     assert!(matches!(
         engine.aggregate("order", "o-2"),
         Err(EngineError::Tampered {
@@ -421,8 +426,12 @@ fn tampered_ciphertext_fails_loudly_never_as_garbage() {
     );
 
     // The state record, a snapshot, and an idempotency entry (a retry then fails instead
-    // of replaying or appending twice).
+    // of replaying or appending twice). The record is read by an engine opened on the
+    // files: a running one answers from the records it committed (engine/records.rs).
     flip(&engine, "aggregates", &aggregate_key("o-1"), 5);
+    drop(engine);
+    let engine =
+        open(&dir.path().join("data"), Some(&format!("base64:{KEY_B64}"))).expect("reopen");
     assert!(matches!(
         engine.aggregate("order", "o-1"),
         Err(EngineError::Tampered {
