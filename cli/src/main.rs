@@ -171,7 +171,8 @@ struct ConfigArgs {
     /// directory).
     #[arg(long, value_name = "PATH")]
     data_dir: Option<PathBuf>,
-    /// RocksDB block cache in MiB (1..=65536).
+    /// Cache memory in MiB (1..=65536): RocksDB's block cache, the kept aggregate records,
+    /// and the opened tail and history of events.
     #[arg(long, value_name = "MIB")]
     cache_threshold: Option<u64>,
     /// Data encryption key (encryption at rest): file:PATH (a key file), base64:KEY (32
