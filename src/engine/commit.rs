@@ -398,15 +398,11 @@ impl Committer {
             return Ok(working.clone());
         }
         let record_key = aggregate_key(&key.0, &key.1);
-        if let Some(plain) = self.parts.records.get(&record_key) {
-            return Working::from_record(&AggregateRecord::decode(&plain)?);
-        }
-        match self.parts.cipher.get(
-            &self.parts.db,
-            CF_AGGREGATES,
-            &record_key,
-            AggregateRecord::decode,
-        )? {
+        match self
+            .parts
+            .records
+            .read(&self.parts.db, &self.parts.cipher, &record_key)?
+        {
             Some(record) => Working::from_record(&record),
             None => Ok(Working::empty()),
         }

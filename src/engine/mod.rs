@@ -544,23 +544,11 @@ impl Engine {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<AggregateRecord>, EngineError> {
-        let key = aggregate_key(aggregate_type, aggregate_id);
-        let records = &self.inner.records;
-        if let Some(plain) = records.get(&key) {
-            return AggregateRecord::decode(&plain).map(Some);
-        }
-        // Taken before the read: a write that begins after it keeps this read out of the
-        // cache (records.rs, "never older than what a reader has seen").
-        let ticket = records.fill_ticket();
-        let Some(stored) = self.inner.db.get_pinned_cf(self.cf(CF_AGGREGATES)?, &key)? else {
-            return Ok(None);
-        };
-        let plain = self.inner.cipher.open(CF_AGGREGATES, &key, &stored)?;
-        let record = AggregateRecord::decode(&plain)?;
-        if let Some(ticket) = ticket {
-            records.fill(ticket, &key, &plain);
-        }
-        Ok(Some(record))
+        self.inner.records.read(
+            &self.inner.db,
+            &self.inner.cipher,
+            &aggregate_key(aggregate_type, aggregate_id),
+        )
     }
 
     /// The current state: one point lookup, whatever the history length.

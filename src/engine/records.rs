@@ -15,8 +15,9 @@
 //!   ([`RecordCache::write_begins`], the epoch turns odd) before its synced write, and after
 //!   the write returns it overwrites the group's records with what it wrote (or removes them
 //!   when the write failed) and ends the write (the epoch turns even again), all before it
-//!   publishes the group's events or answers anyone. A reader that missed fills the cache
-//!   only with a ticket taken before its read of RocksDB, and only when the epoch is still
+//!   publishes the group's events or answers anyone. A read that missed
+//!   ([`RecordCache::read`], for state reads and the commit path's loads alike) fills the
+//!   cache only with a ticket taken before its read of RocksDB, and only when the epoch is still
 //!   that ticket's (no write began since, so what it read is the current record and any
 //!   later write will overwrite it) and the key is absent.
 //! - **Bounded.** Entries are counted at their key, their value, a size-class allowance and
@@ -31,6 +32,12 @@ use std::sync::Arc;
 
 use hashlink::LruCache;
 use parking_lot::Mutex;
+use rocksdb::DB;
+
+use super::error::EngineError;
+use super::keys::CF_AGGREGATES;
+use super::record::AggregateRecord;
+use super::seal::ValueCipher;
 
 /// Independent locks over the cache: the runtime's workers and the commit path look records
 /// up at once, and one lock would serialize them (2 cores here, more elsewhere).
@@ -123,6 +130,30 @@ impl RecordCache {
             return None;
         }
         self.shard(key).lock().entries.get(key).cloned()
+    }
+
+    /// The current record at `key`: the kept one, else RocksDB's, which is then kept if no
+    /// write began since the read started. State reads and the commit path's loads both
+    /// read records through here.
+    pub fn read(
+        &self,
+        db: &DB,
+        cipher: &ValueCipher,
+        key: &[u8],
+    ) -> Result<Option<AggregateRecord>, EngineError> {
+        if let Some(plain) = self.get(key) {
+            return AggregateRecord::decode(&plain).map(Some);
+        }
+        // Taken before the read: a write that begins after it keeps this read out of the
+        // cache ("never older than what a reader has seen").
+        let ticket = self.fill_ticket();
+        cipher.get(db, CF_AGGREGATES, key, |plain| {
+            let record = AggregateRecord::decode(plain)?;
+            if let Some(ticket) = ticket {
+                self.fill(ticket, key, plain);
+            }
+            Ok(record)
+        })
     }
 
     /// Taken before a read of RocksDB whose result may fill the cache; `None` while the
