@@ -78,16 +78,26 @@ def current_rss_mib(pid):
 
 
 class RssSampler:
-    """Largest VmRSS of a process while the measured loads run (VmHWM also covers seeding)."""
+    """Largest VmRSS of a process while the measured loads run (VmHWM also covers seeding),
+    and since the last `take_recent` (each load's own, printed on its run line, so that a
+    peak can be traced to the load that made it)."""
 
     def __init__(self, pid):
-        self.pid, self.peak, self.done = pid, 0.0, threading.Event()
+        self.pid, self.peak, self.recent, self.done = pid, 0.0, 0.0, threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
         while not self.done.wait(0.5):
-            self.peak = max(self.peak, current_rss_mib(self.pid))
+            rss = current_rss_mib(self.pid)
+            self.peak = max(self.peak, rss)
+            self.recent = max(self.recent, rss)
+
+    def take_recent(self):
+        """The largest VmRSS sampled since the last call (or the start), and now."""
+        recent = max(self.recent, current_rss_mib(self.pid))
+        self.recent = 0.0
+        return recent
 
     def stop(self):
         self.done.set()
@@ -425,14 +435,19 @@ def main():
 
                 def measure(side):
                     column, label, env, script, script_extra, server_cpu = side
+                    if column == 0:
+                        sampler.take_recent()
                     tps, lat, server_us, client_us = pgbench(
                         env, script, clients, args.seconds, script_extra, server_cpu=server_cpu)
                     results[name][column].append(tps)
                     results[name][2 + column].append(lat)
                     cpu[name][2 * column].append(server_us)
                     cpu[name][2 * column + 1].append(client_us)
+                    # EventDBX's largest RSS during this load: a peak in the summary can then
+                    # be traced to the load that made it.
+                    rss = f"; RSS up to {sampler.take_recent():.0f} MiB" if column == 0 else ""
                     return (f"{label} {tps:.0f} ({lat:.2f} ms; CPU µs/tx server "
-                            f"{server_us:.1f}, pgbench {client_us:.1f})")
+                            f"{server_us:.1f}, pgbench {client_us:.1f}{rss})")
 
                 # Odd runs measure PostgreSQL first, so a machine that slows down or speeds
                 # up during a run does not always favour the same server.
