@@ -194,7 +194,19 @@ impl RecordCache {
         written: bool,
     ) {
         if self.shard_budget > 0 {
-            for (key, plain) in records {
+            // Only each key's last record goes in. A group holding two records of one
+            // aggregate once put the earlier one in first, and a reader that had already read
+            // the later one from RocksDB (its miss, between the sync and this call) then hit
+            // the earlier one: its version went back. Caught in CI by tests/engine.rs
+            // `state_readers_racing_writers_never_see_a_version_go_back`.
+            let records: Vec<(&[u8], &[u8])> = records.into_iter().collect();
+            let mut seen = std::collections::HashSet::with_capacity(records.len());
+            let last_of_each: Vec<(&[u8], &[u8])> = records
+                .into_iter()
+                .rev()
+                .filter(|(key, _)| seen.insert(*key))
+                .collect();
+            for (key, plain) in last_of_each {
                 let mut shard = self.shard(key).lock();
                 if written {
                     shard.insert(key, plain, self.shard_budget);
