@@ -201,11 +201,13 @@ impl RecordCache {
             // `state_readers_racing_writers_never_see_a_version_go_back`.
             let records: Vec<(&[u8], &[u8])> = records.into_iter().collect();
             let mut seen = std::collections::HashSet::with_capacity(records.len());
-            let last_of_each: Vec<(&[u8], &[u8])> = records
+            let mut last_of_each: Vec<(&[u8], &[u8])> = records
                 .into_iter()
                 .rev()
                 .filter(|(key, _)| seen.insert(*key))
                 .collect();
+            // Back in staging order: the last staged is the most recently used.
+            last_of_each.reverse();
             for (key, plain) in last_of_each {
                 let mut shard = self.shard(key).lock();
                 if written {
