@@ -49,7 +49,7 @@ const ENTRY_OVERHEAD_BYTES: usize = 128;
 
 /// A ticket for filling the cache after a miss: the write epoch seen before the read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FillTicket(u64);
+struct FillTicket(u64);
 
 #[derive(Debug)]
 struct Shard {
@@ -158,14 +158,16 @@ impl RecordCache {
 
     /// Taken before a read of RocksDB whose result may fill the cache; `None` while the
     /// commit path's write is in flight (what the read returns may then be about to change).
-    pub fn fill_ticket(&self) -> Option<FillTicket> {
+    /// Private with [`Self::fill`]: [`Self::read`] is the one place that takes a ticket
+    /// before its read, which the invariant depends on.
+    fn fill_ticket(&self) -> Option<FillTicket> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         (self.shard_budget > 0 && epoch.is_multiple_of(2)).then_some(FillTicket(epoch))
     }
 
     /// Keeps what a reader read at `key` with `ticket`, unless a write began since the
     /// ticket was taken or the key is already kept (then the kept record is at least as new).
-    pub fn fill(&self, ticket: FillTicket, key: &[u8], plain: &[u8]) {
+    fn fill(&self, ticket: FillTicket, key: &[u8], plain: &[u8]) {
         let mut shard = self.shard(key).lock();
         // Under the shard's lock: the commit path overwrites a shard's records under the
         // same lock, after the epoch turned odd.
