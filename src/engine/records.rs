@@ -88,6 +88,28 @@ fn entry_bytes(key: &[u8], plain: &[u8]) -> usize {
     data + data / 8 + ENTRY_OVERHEAD_BYTES
 }
 
+/// Each key's last record of `records`, in the order of those last records (so the last
+/// staged is the most recently used once they go in).
+///
+/// Only these go into the cache. A group holding two records of one aggregate once put the
+/// earlier one in first, each under its own lock, and a reader that had already read the
+/// later one from RocksDB (its miss, between the sync and `write_ends`) then hit the earlier
+/// one: its version went back. Caught in CI by tests/engine.rs
+/// `state_readers_racing_writers_never_see_a_version_go_back`.
+fn last_record_of_each_key<'a>(
+    records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Vec<(&'a [u8], &'a [u8])> {
+    let records: Vec<(&[u8], &[u8])> = records.into_iter().collect();
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    let mut last_of_each: Vec<(&[u8], &[u8])> = records
+        .into_iter()
+        .rev()
+        .filter(|(key, _)| seen.insert(*key))
+        .collect();
+    last_of_each.reverse();
+    last_of_each
+}
+
 /// Plaintext aggregate records by `aggregates` key, least recently used evicted first.
 #[derive(Debug)]
 pub(crate) struct RecordCache {
@@ -196,21 +218,7 @@ impl RecordCache {
         written: bool,
     ) {
         if self.shard_budget > 0 {
-            // Only each key's last record goes in. A group holding two records of one
-            // aggregate once put the earlier one in first, and a reader that had already read
-            // the later one from RocksDB (its miss, between the sync and this call) then hit
-            // the earlier one: its version went back. Caught in CI by tests/engine.rs
-            // `state_readers_racing_writers_never_see_a_version_go_back`.
-            let records: Vec<(&[u8], &[u8])> = records.into_iter().collect();
-            let mut seen = std::collections::HashSet::with_capacity(records.len());
-            let mut last_of_each: Vec<(&[u8], &[u8])> = records
-                .into_iter()
-                .rev()
-                .filter(|(key, _)| seen.insert(*key))
-                .collect();
-            // Back in staging order: the last staged is the most recently used.
-            last_of_each.reverse();
-            for (key, plain) in last_of_each {
+            for (key, plain) in last_record_of_each_key(records) {
                 let mut shard = self.shard(key).lock();
                 if written {
                     shard.insert(key, plain, self.shard_budget);
@@ -247,6 +255,35 @@ mod tests {
         cache.write_ends([(&key(1)[..], &b"v1"[..]), (&key(1)[..], &b"v2"[..])], true);
         assert_eq!(cache.get(&key(1)).as_deref(), Some(&b"v2"[..]));
         assert_eq!(cache.get(&key(2)), None);
+    }
+
+    // Regression: `write_ends` put every record of a group into the cache in staging order,
+    // so an aggregate appended to twice in one group had its earlier record kept for a
+    // moment, and a reader that had already seen the later one from RocksDB could hit it
+    // (tests/engine.rs `state_readers_racing_writers_never_see_a_version_go_back` failed
+    // intermittently in CI: "s4 went back from 4 to 3"). Only each key's last record goes in.
+    #[test]
+    fn only_each_keys_last_record_of_a_group_goes_in() {
+        let (a, b, c) = (key(1), key(2), key(3));
+        let group: [(&[u8], &[u8]); 6] = [
+            (&a, b"a-v3"),
+            (&b, b"b-v1"),
+            (&a, b"a-v4"),
+            (&c, b"c-v7"),
+            (&b, b"b-v2"),
+            (&a, b"a-v5"),
+        ];
+        let kept = last_record_of_each_key(group);
+        assert_eq!(
+            kept,
+            vec![
+                (&c[..], &b"c-v7"[..]),
+                (&b[..], &b"b-v2"[..]),
+                (&a[..], &b"a-v5"[..])
+            ],
+            "one record per key, each the key's last, ordered by when that last was staged"
+        );
+        assert!(last_record_of_each_key(std::iter::empty()).is_empty());
     }
 
     #[test]
