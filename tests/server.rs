@@ -1116,3 +1116,77 @@ async fn concurrent_parameterized_bulk_inserts_share_the_large_statement_budget(
     );
     server.stop().await;
 }
+
+// Regression: a read of one aggregate's next few events (`version > $1 ORDER BY version
+// LIMIT n`) read its stream in batches of 1,000 events, so it read up to 1,000 events to
+// return a few. Batches now start at 16 and grow; this checks every row still comes, once
+// and in order, across the batch boundaries (16, 80, 336, 1,336 events in), with bounds,
+// OFFSET and a filter that rejects most rows.
+#[tokio::test]
+async fn one_aggregates_history_reads_in_order_across_growing_batches() {
+    const EVENTS: i64 = 1_500;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let rows: Vec<String> = (1..=EVENTS)
+        .map(|v| {
+            let event_type = if v % 100 == 0 { "rare" } else { "entry" };
+            format!("('ledger', 'ledger-1', '{event_type}', '{{\"n\":{v}}}')")
+        })
+        .collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("append");
+    // Another aggregate's events interleaved in the key space must not leak in.
+    client
+        .batch_execute(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES \
+             ('ledger', 'ledger-10', 'entry', '{}'), ('ledger', 'ledger-0', 'entry', '{}')",
+        )
+        .await
+        .expect("append others");
+    let versions = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|row| row.get::<_, i64>(0))
+                .collect::<Vec<i64>>()
+        }
+    };
+    assert_eq!(
+        versions("SELECT version FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1' ORDER BY version").await,
+        (1..=EVENTS).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        versions("SELECT version FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1' AND version > 1490 ORDER BY version LIMIT 5").await,
+        (1491..=1495).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        versions("SELECT version FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1' AND version > 10 ORDER BY version LIMIT 20 OFFSET 60").await,
+        (71..=90).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        versions("SELECT version FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1' AND version > 50 AND version <= 400 ORDER BY version").await,
+        (51..=400).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        versions("SELECT version FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1' AND event_type = 'rare' ORDER BY version LIMIT 14").await,
+        (1..=14).map(|n| n * 100).collect::<Vec<_>>()
+    );
+    let count: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, EVENTS);
+}

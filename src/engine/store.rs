@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompactionStyle, DBCompressionType,
+    DBRecoveryMode, Options, UniversalCompactOptions, UniversalCompactionStopStyle,
     WriteBufferManager, DB,
 };
 
@@ -189,7 +190,11 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     }
-    opts.set_level_compaction_dynamic_level_bytes(true);
+    if name == CF_STREAMS {
+        set_tiered_compaction(&mut opts);
+    } else {
+        opts.set_level_compaction_dynamic_level_bytes(true);
+    }
     // Per-CF memtable sizes within MEMTABLE_BUDGET_BYTES: `events` takes the most bytes per
     // append; `aggregates` rewrites one record per append.
     let write_buffer = if name == CF_EVENTS {
@@ -200,6 +205,47 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
     opts.set_write_buffer_size(write_buffer);
     opts.set_max_write_buffer_number(3);
     opts
+}
+
+/// Sorted runs of `streams` that start a compaction: RocksDB's default, and the count
+/// a stream scan seeks through between compactions.
+const STREAMS_RUNS_BEFORE_COMPACTION: i32 = 4;
+/// How much larger than a run its older neighbour may be, in percent, and still be merged
+/// with it: RocksDB's default. Runs of similar size merge, so an entry is rewritten about
+/// once each time the history it is part of doubles.
+const STREAMS_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
+/// Everything newer than the oldest run, as a share of it, that forces one full merge:
+/// RocksDB's default. It bounds the space `streams` takes at three times its live entries
+/// (~65 MB of files per 10 million events here) and comes once per doubling of the history.
+const STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
+
+/// `streams` is compacted tiered (RocksDB's universal style), every other column family
+/// leveled.
+///
+/// A stream entry's key is its aggregate, so appends land all over the key range, and the
+/// column family is small (~6.5 bytes an entry compressed: ~65 MB at 10 million events).
+/// Leveled compaction with dynamic level sizes put all of it in one level (it is below the
+/// 256 MiB base), and every few flushes rewrote the whole column family: ~10 million
+/// entries, ~1.7 s of CPU, each time. The rewriting grows with the history. At 10 million
+/// events it was 13–17 µs of the server's CPU per append (~25% of it) under 32 appending
+/// clients, and the cause of the slow runs in the history-size benchmark. Tiered compaction
+/// merges runs of similar size, so an entry is rewritten once per doubling of the history
+/// (2.3 µs per append in the same measurement). The cost is read amplification: a stream
+/// scan seeks in each sorted run (a few; stream scans are bounded by aggregate and read
+/// only index blocks and the blocks of that aggregate). `events` keys rise with time (new
+/// files move down without a rewrite) and `aggregates` rewrites a bounded set of records,
+/// so leveled suits them.
+///
+/// A store written with leveled `streams` opens as is: each of its levels is one sorted run.
+fn set_tiered_compaction(opts: &mut Options) {
+    opts.set_compaction_style(DBCompactionStyle::Universal);
+    let mut tiered = UniversalCompactOptions::default();
+    tiered.set_size_ratio(STREAMS_MERGE_SIZE_RATIO_PERCENT);
+    tiered.set_min_merge_width(2);
+    tiered.set_max_size_amplification_percent(STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT);
+    tiered.set_stop_style(UniversalCompactionStopStyle::Total);
+    opts.set_universal_compaction_options(&tiered);
+    opts.set_level_zero_file_num_compaction_trigger(STREAMS_RUNS_BEFORE_COMPACTION);
 }
 
 fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
@@ -275,9 +321,9 @@ mod tests {
     use super::*;
     use crate::engine::keys::CF_AGGREGATES;
 
-    /// The `compression` and `bottommost_compression` RocksDB recorded for column family
-    /// `cf` in the newest OPTIONS file of `dir` (the options a store actually runs with).
-    fn recorded_compression(dir: &Path, cf: &str) -> (String, String) {
+    /// The value RocksDB recorded for `option` of column family `cf` in the newest OPTIONS
+    /// file of `dir` (the options a store actually runs with).
+    fn recorded_option(dir: &Path, cf: &str, option: &str) -> String {
         let newest = std::fs::read_dir(dir)
             .expect("data dir")
             .flatten()
@@ -289,15 +335,121 @@ mod tests {
         let header = format!("[CFOptions \"{cf}\"]");
         let start = text.find(&header).expect("the column family's section") + header.len();
         let section = text[start..].split("\n[").next().unwrap_or_default();
-        let value = |option: &str| {
-            section
-                .lines()
-                .map(str::trim)
-                .find_map(|line| line.strip_prefix(&format!("{option}=")))
-                .expect("the option")
-                .to_owned()
+        section
+            .lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(&format!("{option}=")))
+            .expect("the option")
+            .to_owned()
+    }
+
+    /// The `compression` and `bottommost_compression` recorded for `cf`.
+    fn recorded_compression(dir: &Path, cf: &str) -> (String, String) {
+        (
+            recorded_option(dir, cf, "compression"),
+            recorded_option(dir, cf, "bottommost_compression"),
+        )
+    }
+
+    #[test]
+    fn streams_is_compacted_tiered_and_every_other_column_family_leveled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(open(dir.path(), 1 << 20, ValueForm::Sealed).expect("store"));
+        for cf in ALL_CFS {
+            let expected = if cf == CF_STREAMS {
+                "kCompactionStyleUniversal"
+            } else {
+                "kCompactionStyleLevel"
+            };
+            assert_eq!(
+                recorded_option(dir.path(), cf, "compaction_style"),
+                expected,
+                "{cf}"
+            );
+        }
+        let tiered = recorded_option(dir.path(), CF_STREAMS, "compaction_options_universal");
+        for setting in [
+            format!("size_ratio={STREAMS_MERGE_SIZE_RATIO_PERCENT}"),
+            format!("max_size_amplification_percent={STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT}"),
+            "min_merge_width=2".to_owned(),
+        ] {
+            assert!(tiered.contains(&setting), "{setting} in {tiered}");
+        }
+    }
+
+    // Stores written before `streams` was compacted tiered hold it leveled: in L0 and in the
+    // bottom level. They must open and read back whole, and compact, under tiered compaction.
+    #[test]
+    fn a_store_with_leveled_streams_opens_and_reads_back_every_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entry = |n: u32| {
+            // Appends spread over aggregates, as stream keys are (aggregate, version).
+            let aggregate = n.wrapping_mul(2_654_435_761) % 97;
+            (
+                format!("order\0order-{aggregate}\0{n:010}").into_bytes(),
+                u64::from(n).to_be_bytes(),
+            )
         };
-        (value("compression"), value("bottommost_compression"))
+        {
+            let mut leveled = Options::default();
+            leveled.create_if_missing(true);
+            leveled.create_missing_column_families(true);
+            let mut streams_leveled = Options::default();
+            streams_leveled.set_level_compaction_dynamic_level_bytes(true);
+            let descriptors = ALL_CFS.iter().map(|name| {
+                let opts = if *name == CF_STREAMS {
+                    streams_leveled.clone()
+                } else {
+                    Options::default()
+                };
+                ColumnFamilyDescriptor::new(*name, opts)
+            });
+            let db = DB::open_cf_descriptors(&leveled, dir.path(), descriptors).expect("db");
+            let meta = db.cf_handle(CF_META).expect("meta");
+            db.put_cf(meta, META_FORMAT, STORE_FORMAT.to_be_bytes())
+                .expect("format");
+            db.put_cf(meta, META_DOMAIN, DOMAIN.as_bytes())
+                .expect("domain");
+            let streams = db.cf_handle(CF_STREAMS).expect("streams");
+            for batch in 0..4u32 {
+                for n in batch * 1_000..(batch + 1) * 1_000 {
+                    let (key, value) = entry(n);
+                    db.put_cf(streams, key, value).expect("put");
+                }
+                db.flush_cf(streams).expect("flush");
+                if batch == 2 {
+                    // The first three batches to the bottom level; the last stays in L0.
+                    db.compact_range_cf(streams, None::<&[u8]>, None::<&[u8]>);
+                }
+            }
+            assert_eq!(
+                db.property_value_cf(streams, "rocksdb.num-files-at-level0")
+                    .expect("property")
+                    .as_deref(),
+                Some("1"),
+                "the last batch is in L0"
+            );
+        }
+
+        let db = open(dir.path(), 1 << 20, ValueForm::Plain).expect("a leveled store opens");
+        let streams = db.cf_handle(CF_STREAMS).expect("streams");
+        let read_back = |db: &DB| {
+            // In key order, as RocksDB returns them across sorted runs.
+            db.iterator_cf(streams, rocksdb::IteratorMode::Start)
+                .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("entry"))
+                .collect::<Vec<_>>()
+        };
+        let mut expected: Vec<(Vec<u8>, Vec<u8>)> = (0..4_000)
+            .map(|n| {
+                let (key, value) = entry(n);
+                (key, value.to_vec())
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(read_back(&db), expected);
+        // And it compacts under the new style without losing an entry.
+        db.compact_range_cf(streams, None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(read_back(&db), expected);
     }
 
     #[test]

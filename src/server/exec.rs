@@ -1313,12 +1313,14 @@ fn scan_table(
                 |event: EventView<'_>| -> Result<bool, Failure> { gate.pass(event, &mut *visit) };
             if let Some((ty, id)) = one_aggregate(filters) {
                 let (mut after, up_to) = version_bounds(filters);
+                let mut batch_events = STREAM_FIRST_BATCH_EVENTS;
                 loop {
                     let batch = engine
-                        .events_of(&ty, &id, after, 1_000, up_to)
+                        .events_of(&ty, &id, after, batch_events, up_to)
                         .map_err(map)?;
                     let Some(last) = batch.last() else { break };
                     after = last.version;
+                    batch_events = next_stream_batch(batch_events);
                     for event in &batch {
                         if !emit(event.view())? {
                             return Ok(());
@@ -1333,6 +1335,22 @@ fn scan_table(
         }
     }
     Ok(())
+}
+
+/// Events read from one aggregate's stream before its rows are first handed on. A read of
+/// an aggregate's next or last few events (`... AND version > $1 ORDER BY version LIMIT 10`)
+/// stops at its LIMIT only between batches, and each event in a batch is a read of
+/// `events`: with a first batch of 1,000 it read up to 1,000 events to return 10 (7.5 ms
+/// for 10 rows of an aggregate with 1,000 events in a 10M-event store).
+const STREAM_FIRST_BATCH_EVENTS: usize = 16;
+/// The largest batch: bounds the events one batch holds in memory.
+const STREAM_MAX_BATCH_EVENTS: usize = 1_000;
+
+/// The batch after one of `events`: four times larger up to [`STREAM_MAX_BATCH_EVENTS`], so
+/// a whole history is read in a few more batches than at the largest size throughout (one
+/// seek each).
+fn next_stream_batch(events: usize) -> usize {
+    events.saturating_mul(4).min(STREAM_MAX_BATCH_EVENTS)
 }
 
 /// Bytes of rows in one chunk of a streamed result. Each chunk costs the server ~20 µs
