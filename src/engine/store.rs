@@ -210,13 +210,15 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
 /// Sorted runs of `streams` that start a compaction: RocksDB's default, and the count
 /// a stream scan seeks through between compactions.
 const STREAMS_RUNS_BEFORE_COMPACTION: i32 = 4;
-/// How much larger than a run its older neighbour may be, in percent, and still be merged
-/// with it: RocksDB's default. Runs of similar size merge, so an entry is rewritten about
-/// once each time the history it is part of doubles.
+/// How much larger than the newer runs picked for a merge (together) the next older run may
+/// be, in percent, and still join it: RocksDB's default. Runs merge once the newer ones add
+/// up to about their size, so an entry is rewritten about once each time the history it is
+/// part of doubles.
 const STREAMS_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
 /// Everything newer than the oldest run, as a share of it, that forces one full merge:
 /// RocksDB's default. It bounds the space `streams` takes at three times its live entries
-/// (~65 MB of files per 10 million events here) and comes once per doubling of the history.
+/// (~65 MB of files per 10 million events here); the size ratio above usually merges the
+/// oldest run earlier, once the newer runs add up to about its size.
 const STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
 
 /// `streams` is compacted tiered (RocksDB's universal style), every other column family
@@ -226,13 +228,13 @@ const STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
 /// column family is small (~6.5 bytes an entry compressed: ~65 MB at 10 million events).
 /// Leveled compaction with dynamic level sizes put all of it in one level (it is below the
 /// 256 MiB base), and every few flushes rewrote the whole column family: ~10 million
-/// entries, ~1.7 s of CPU, each time. The rewriting grows with the history. At 10 million
-/// events it was 13–17 µs of the server's CPU per append (~25% of it) under 32 appending
-/// clients, and the cause of the slow runs in the history-size benchmark. Tiered compaction
-/// merges runs of similar size, so an entry is rewritten once per doubling of the history
-/// (2.3 µs per append in the same measurement). The cost is read amplification: a stream
-/// scan seeks in each sorted run (a few; stream scans are bounded by aggregate and read
-/// only index blocks and the blocks of that aggregate). `events` keys rise with time (new
+/// entries each time. The rewriting grows with the history. At 10 million events it was
+/// 12–19 µs of the server's CPU per append (~25% of it) under 32 appending clients, and the
+/// cause of the slow runs in the history-size benchmark. Tiered compaction merges runs of
+/// similar size, so an entry is rewritten about once per doubling of the history (1.7–2.3
+/// µs per append in the same measurement; docs/BENCHMARKS.md, fifteenth pass). The cost is
+/// read amplification: a stream scan seeks in each sorted run (a few; stream scans are
+/// bounded by aggregate and read only index blocks and the blocks of that aggregate). `events` keys rise with time (new
 /// files move down without a rewrite) and `aggregates` rewrites a bounded set of records,
 /// so leveled suits them.
 ///
