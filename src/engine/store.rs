@@ -220,6 +220,8 @@ const STREAMS_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
 /// (~65 MB of files per 10 million events here); the size ratio above usually merges the
 /// oldest run earlier, once the newer runs add up to about its size.
 const STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
+/// Fewest runs one merge takes: RocksDB's default; a merge of one run would only rewrite it.
+const STREAMS_MIN_MERGE_WIDTH: i32 = 2;
 
 /// `streams` is compacted tiered (RocksDB's universal style), every other column family
 /// leveled.
@@ -234,16 +236,16 @@ const STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
 /// similar size, so an entry is rewritten about once per doubling of the history (1.7–2.3
 /// µs per append in the same measurement; docs/BENCHMARKS.md, fifteenth pass). The cost is
 /// read amplification: a stream scan seeks in each sorted run (a few; stream scans are
-/// bounded by aggregate and read only index blocks and the blocks of that aggregate). `events` keys rise with time (new
-/// files move down without a rewrite) and `aggregates` rewrites a bounded set of records,
-/// so leveled suits them.
+/// bounded by aggregate and read only index blocks and the blocks of that aggregate).
+/// `events` keys rise with time (new files move down without a rewrite) and `aggregates`
+/// rewrites a bounded set of records, so leveled suits them.
 ///
 /// A store written with leveled `streams` opens as is: each of its levels is one sorted run.
 fn set_tiered_compaction(opts: &mut Options) {
     opts.set_compaction_style(DBCompactionStyle::Universal);
     let mut tiered = UniversalCompactOptions::default();
     tiered.set_size_ratio(STREAMS_MERGE_SIZE_RATIO_PERCENT);
-    tiered.set_min_merge_width(2);
+    tiered.set_min_merge_width(STREAMS_MIN_MERGE_WIDTH);
     tiered.set_max_size_amplification_percent(STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT);
     tiered.set_stop_style(UniversalCompactionStopStyle::Total);
     opts.set_universal_compaction_options(&tiered);
@@ -373,7 +375,7 @@ mod tests {
         for setting in [
             format!("size_ratio={STREAMS_MERGE_SIZE_RATIO_PERCENT}"),
             format!("max_size_amplification_percent={STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT}"),
-            "min_merge_width=2".to_owned(),
+            format!("min_merge_width={STREAMS_MIN_MERGE_WIDTH}"),
         ] {
             assert!(tiered.contains(&setting), "{setting} in {tiered}");
         }
