@@ -1190,3 +1190,77 @@ async fn one_aggregates_history_reads_in_order_across_growing_batches() {
         .get(0);
     assert_eq!(count, EVENTS);
 }
+
+// Regression: listing aggregates (`... FROM aggregates WHERE aggregate_type = $1 LIMIT 10`)
+// read them in pages of 1,000 records, so it read up to 1,000 to return a few. Pages now
+// start at 16 and grow; this checks every aggregate still comes, once and in key order,
+// across the page boundaries (16, 80, 336 aggregates in), with keyset bounds, OFFSET and a
+// filter on the state.
+#[tokio::test]
+async fn aggregates_list_in_order_across_growing_batches() {
+    const AGGREGATES: usize = 400;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let ids: Vec<String> = (0..AGGREGATES).map(|n| format!("acct-{n:04}")).collect();
+    let rows: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            format!(
+                "('acct', '{id}', 'opened', '{{\"tier\":\"{}\"}}')",
+                if n % 50 == 0 { "gold" } else { "basic" }
+            )
+        })
+        .collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("append");
+    // Another type, before and after `acct` in key order, must not leak in.
+    client
+        .batch_execute(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES \
+             ('acc', 'x', 'opened', '{}'), ('acctz', 'y', 'opened', '{}')",
+        )
+        .await
+        .expect("append others");
+    let listed = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        listed("SELECT aggregate_id FROM aggregates WHERE aggregate_type = 'acct' ORDER BY aggregate_id").await,
+        ids
+    );
+    assert_eq!(
+        listed(
+            "SELECT aggregate_id FROM aggregates WHERE aggregate_type = 'acct' LIMIT 20 OFFSET 70"
+        )
+        .await,
+        ids[70..90].to_vec()
+    );
+    assert_eq!(
+        listed("SELECT aggregate_id FROM aggregates WHERE aggregate_type = 'acct' AND aggregate_id > 'acct-0330' ORDER BY aggregate_id LIMIT 10").await,
+        ids[331..341].to_vec()
+    );
+    assert_eq!(
+        listed("SELECT aggregate_id FROM aggregates WHERE aggregate_type = 'acct' AND state ->> 'tier' = 'gold' LIMIT 7").await,
+        (0..7).map(|n| ids[n * 50].clone()).collect::<Vec<_>>()
+    );
+    // Without a type: every aggregate, in (type, id) order.
+    let all = listed("SELECT aggregate_type FROM aggregates").await;
+    assert_eq!(all.len(), AGGREGATES + 2);
+    assert_eq!(all.first().map(String::as_str), Some("acc"));
+    assert_eq!(all.last().map(String::as_str), Some("acctz"));
+}
