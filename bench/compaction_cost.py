@@ -35,23 +35,6 @@ import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seed
 APPEND_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench", "append.pgbench")
 
 
-class CopiedWorkspace(sbs.EventDBX):
-    """A daemon over an existing workspace (a copy of a seeded one)."""
-
-    def __init__(self, directory, dbx):  # noqa: super().__init__ would run `dbx init`
-        self.dir, self.dbx = directory, dbx
-        self.port = sbs.free_port()
-        self.dbx_cmd("config", "--port", str(self.port))
-        started = self.dbx_cmd("serve", "start", check=False)
-        if started.returncode:
-            raise SystemExit(f"dbx serve start failed: {started.stderr.strip()}")
-        sbs.wait_port(self.port, 120)
-        with open(os.path.join(self.dir, ".dbx", "cli.token")) as f:
-            token = f.read().strip()
-        self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="bench",
-                        PGPASSWORD=token, PGDATABASE="default", PGSSLMODE="disable")
-
-
 def rocksdb_log(root):
     for directory, _dirs, files in os.walk(root):
         if "LOG" in files and "CURRENT" in files:
@@ -101,7 +84,7 @@ def run(args):
     work = tempfile.mkdtemp(prefix="edbx-compaction-run-", dir=os.path.dirname(os.path.abspath(args.dir)))
     os.rmdir(work)
     subprocess.run(["cp", "-a", args.dir, work], check=True)
-    server = CopiedWorkspace(work, args.dbx)
+    server = sbs.EventDBX.existing(work, args.dbx, start_seconds=120)
     cpu = lambda: sbs.cpu_seconds(server.pid())  # noqa: E731
     try:
         sbs.wait_until_idle("EventDBX", cpu)

@@ -210,12 +210,27 @@ class EventDBX:
         self.dir = os.path.join(root, "edbx")
         os.makedirs(self.dir)
         self.dbx = dbx
-        self.port = free_port()
         # `dbx init` seals data at rest by default; --no-encryption measures plaintext.
         self.dbx_cmd("init", "--ttl", "0", *([] if encryption else ["--no-encryption"]))
+        self.serve()
+
+    @classmethod
+    def existing(cls, directory, dbx, start_seconds=30):
+        """A daemon over a workspace that already holds a store (e.g. a copy of a seeded
+        one); `start_seconds` covers opening a large one."""
+        server = cls.__new__(cls)
+        server.dir, server.dbx = directory, dbx
+        server.serve(start_seconds)
+        return server
+
+    def serve(self, start_seconds=30):
+        """Starts the daemon on a free port and sets `env` for clients."""
+        self.port = free_port()
         self.dbx_cmd("config", "--port", str(self.port))
-        self.dbx_cmd("serve", "start")
-        wait_port(self.port)
+        started = self.dbx_cmd("serve", "start", check=False)
+        if started.returncode:
+            raise SystemExit(f"dbx serve start failed: {started.stderr.strip()}")
+        wait_port(self.port, start_seconds)
         with open(os.path.join(self.dir, ".dbx", "cli.token")) as f:
             token = f.read().strip()
         self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="bench",

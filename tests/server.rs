@@ -1133,33 +1133,17 @@ async fn one_aggregates_history_reads_in_order_across_growing_batches() {
             format!("('ledger', 'ledger-1', '{event_type}', '{{\"n\":{v}}}')")
         })
         .collect();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
-            rows.join(",")
-        ))
-        .await
-        .expect("append");
+    support::insert_event_rows(&client, &rows).await;
     // Another aggregate's events interleaved in the key space must not leak in.
-    client
-        .batch_execute(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES \
-             ('ledger', 'ledger-10', 'entry', '{}'), ('ledger', 'ledger-0', 'entry', '{}')",
-        )
-        .await
-        .expect("append others");
-    let versions = |sql: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .query(sql, &[])
-                .await
-                .expect(sql)
-                .iter()
-                .map(|row| row.get::<_, i64>(0))
-                .collect::<Vec<i64>>()
-        }
-    };
+    support::insert_event_rows(
+        &client,
+        &[
+            "('ledger', 'ledger-10', 'entry', '{}')".to_owned(),
+            "('ledger', 'ledger-0', 'entry', '{}')".to_owned(),
+        ],
+    )
+    .await;
+    let versions = |sql| support::first_column::<i64>(&client, sql);
     assert_eq!(
         versions("SELECT version FROM events WHERE aggregate_type = 'ledger' AND aggregate_id = 'ledger-1' ORDER BY version").await,
         (1..=EVENTS).collect::<Vec<_>>()
@@ -1212,33 +1196,17 @@ async fn aggregates_list_in_order_across_growing_batches() {
             )
         })
         .collect();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
-            rows.join(",")
-        ))
-        .await
-        .expect("append");
+    support::insert_event_rows(&client, &rows).await;
     // Another type, before and after `acct` in key order, must not leak in.
-    client
-        .batch_execute(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES \
-             ('acc', 'x', 'opened', '{}'), ('acctz', 'y', 'opened', '{}')",
-        )
-        .await
-        .expect("append others");
-    let listed = |sql: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .query(sql, &[])
-                .await
-                .expect(sql)
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect::<Vec<String>>()
-        }
-    };
+    support::insert_event_rows(
+        &client,
+        &[
+            "('acc', 'x', 'opened', '{}')".to_owned(),
+            "('acctz', 'y', 'opened', '{}')".to_owned(),
+        ],
+    )
+    .await;
+    let listed = |sql| support::first_column::<String>(&client, sql);
     assert_eq!(
         listed("SELECT aggregate_id FROM aggregates WHERE aggregate_type = 'acct' ORDER BY aggregate_id").await,
         ids

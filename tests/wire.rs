@@ -279,13 +279,7 @@ async fn seed_filled_events(
             format!("('{aggregate_type}', '{aggregate_type}-{n}', 'filled', '{{\"filler\":\"{filler}\"}}')")
         })
         .collect();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
-            rows.join(",")
-        ))
-        .await
-        .expect("seed");
+    support::insert_event_rows(client, &rows).await;
 }
 
 /// Parse, Bind (every result column in text), then Executes of `max_rows` (0 = all) until
@@ -349,13 +343,7 @@ async fn streamed_and_suspended_text_results_match_the_simple_protocol() {
                 )
             })
             .collect();
-        client
-            .batch_execute(&format!(
-                "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
-                rows.join(",")
-            ))
-            .await
-            .expect("seed");
+        support::insert_event_rows(&client, &rows).await;
     }
     let mut stream = authenticated(&server).await;
     let ids: Vec<i64> = support::simple_text_rows(&client, "SELECT event_id FROM events")

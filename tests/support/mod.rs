@@ -185,6 +185,32 @@ pub async fn count_events(client: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
+/// Appends `rows` (`('type', 'id', 'event_type', 'payload')` tuples of SQL literals) with one
+/// multi-row INSERT through the simple protocol.
+pub async fn insert_event_rows(client: &tokio_postgres::Client, rows: &[String]) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("insert event rows");
+}
+
+/// The first column of every row of `sql`.
+pub async fn first_column<T>(client: &tokio_postgres::Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query(sql, &[])
+        .await
+        .expect(sql)
+        .iter()
+        .map(|row| row.get::<_, T>(0))
+        .collect()
+}
+
 /// The rows of `sql` run through the simple protocol, every value as the text it arrived as.
 pub async fn simple_text_rows(
     client: &tokio_postgres::Client,
