@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """RocksDB compaction CPU per append, by column family, on a large seeded store.
 
-    bench/compaction_cost.py seed DBX EVENTS DIR
+    bench/compaction_cost.py seed DBX EVENTS DIR [--idempotency-keys]
         seeds a fresh encrypted store with EVENTS events like bench/run.sh (10,000
-        aggregates), waits until it is idle, stops it and keeps its workspace in DIR.
+        aggregates; with --idempotency-keys one event per statement, each with its own
+        random key, through append_keyed.pgbench at 32 clients), waits until
+        it is idle, stops it and keeps its workspace in DIR.
     bench/compaction_cost.py run DBX DIR [--rounds N] [--seconds S] [--clients C]
-                                         [--read-script F]
+                                         [--read-script F] [--append-script F]
         serves a copy of DIR with DBX (so several builds start from the same files), runs N
-        rounds of the 32-client append script, waits for the trailing flushes and
+        rounds of the 32-client append script (bench/pgbench/append.pgbench, or F:
+        append_keyed.pgbench sends an idempotency key with each append), waits for the trailing flushes and
         compactions, and prints each round's rate and server CPU per append, the server's
-        CPU per append with that trailing work, and per column family the compactions that
+        CPU per append with that trailing work, its peak RSS, and per column family the compactions that
         finished during the rounds (RocksDB's LOG: `compaction_finished` events, their
         `compaction_time_cpu_micros` and output bytes) per append. With --read-script it
         then runs that pgbench script at 1 and 32 clients (N/2 rounds each).
@@ -33,6 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seeding)
 
 APPEND_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench", "append.pgbench")
+KEYED_APPEND_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench",
+                                   "append_keyed.pgbench")
+# Clients appending one keyed event per statement while seeding: enough for group commit.
+KEYED_SEED_CLIENTS = 32
 
 
 def rocksdb_log(root):
@@ -64,13 +71,34 @@ def compactions_since(log, start_micros):
     return totals
 
 
+def seed_keyed(server, events):
+    """Appends `events` one per statement, each with its own random idempotency key (a key
+    names a whole INSERT, so the harness's multi-row seeding cannot carry one per event):
+    KEYED_SEED_CLIENTS pgbench clients running append_keyed.pgbench."""
+    started = time.time()
+    per_client = -(-events // KEYED_SEED_CLIENTS)
+    out = sbs.run(["pgbench", "-n", "-M", "prepared", "-c", str(KEYED_SEED_CLIENTS), "-j", "2",
+                   "-t", str(per_client), "-P", "30", "-f", KEYED_APPEND_SCRIPT],
+                  env=server.env, check=False)
+    if out.returncode != 0 or "number of failed transactions: 0" not in out.stdout:
+        raise SystemExit(f"seeding with idempotency keys failed:\n{out.stdout}{out.stderr}")
+    for line in out.stderr.splitlines():
+        if line.startswith("progress:"):
+            print(f"  {line}", file=sys.stderr)
+    print(f"  seeded {per_client * KEYED_SEED_CLIENTS:,} keyed events in "
+          f"{time.time() - started:.0f} s", file=sys.stderr)
+
+
 def seed(args):
     root = tempfile.mkdtemp(prefix="edbx-compaction-seed-", dir=os.path.dirname(os.path.abspath(args.dir)))
     os.chmod(root, 0o755)
     try:
         server = sbs.EventDBX(root, args.dbx, encryption=True)
         try:
-            sbs.seed_eventdbx(server, args.events)
+            if args.idempotency_keys:
+                seed_keyed(server, args.events)
+            else:
+                sbs.seed_eventdbx(server, args.events)
             sbs.wait_until_idle("EventDBX", lambda: sbs.cpu_seconds(server.pid()))
         finally:
             server.stop()
@@ -94,7 +122,7 @@ def run(args):
         rates, server_us = [], []
         for round_ in range(args.rounds):
             rate, _latency, per_append, client_us = sbs.pgbench(
-                server.env, APPEND_SCRIPT, args.clients, args.seconds, (), server_cpu=cpu)
+                server.env, args.append_script, args.clients, args.seconds, (), server_cpu=cpu)
             rates.append(rate)
             server_us.append(per_append)
             print(f"round {round_}: {rate:,.0f} appends/s, server {per_append:.1f} µs, "
@@ -107,6 +135,7 @@ def run(args):
               f"{statistics.median(server_us):.1f} µs per append (median of rounds), "
               f"{with_trailing:.1f} µs with the trailing flushes and compactions; "
               f"~{appended:,.0f} appended")
+        print(f"  server peak RSS {sbs.peak_rss_mib(server.pid()):.0f} MiB (VmHWM since it started)")
         for cf, (count, cpu_micros, output) in sorted(compactions_since(log, start_micros).items()):
             print(f"  {cf}: {count} compactions, {cpu_micros / 1e6:.2f} s CPU = "
                   f"{cpu_micros / appended:.2f} µs per append, output {output / 2**20:.0f} MiB = "
@@ -134,6 +163,7 @@ def main():
     seeding.add_argument("dbx")
     seeding.add_argument("events", type=int)
     seeding.add_argument("dir")
+    seeding.add_argument("--idempotency-keys", action="store_true")
     running = sub.add_parser("run")
     running.add_argument("dbx")
     running.add_argument("dir")
@@ -141,6 +171,7 @@ def main():
     running.add_argument("--seconds", type=int, default=5)
     running.add_argument("--clients", type=int, default=32)
     running.add_argument("--read-script")
+    running.add_argument("--append-script", default=APPEND_SCRIPT)
     args = parser.parse_args()
     seed(args) if args.command == "seed" else run(args)
 

@@ -4,13 +4,15 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompactionStyle, DBCompressionType,
-    DBRecoveryMode, Options, UniversalCompactOptions, UniversalCompactionStopStyle,
-    WriteBufferManager, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompactionStyle,
+    DBCompressionType, DBRecoveryMode, Options, UniversalCompactOptions,
+    UniversalCompactionStopStyle, WriteBufferManager, DB,
 };
 
 use super::error::EngineError;
-use super::keys::{ALL_CFS, CF_EVENTS, CF_META, CF_STREAMS, META_DOMAIN, META_FORMAT};
+use super::keys::{
+    ALL_CFS, CF_EVENTS, CF_IDEMPOTENCY, CF_META, CF_STREAMS, META_DOMAIN, META_FORMAT,
+};
 
 /// Version of the on-disk layout this build writes and reads.
 pub const STORE_FORMAT: u32 = 1;
@@ -149,6 +151,10 @@ fn db_options() -> Options {
 /// flush that can be in flight, plus one spare.
 const WAL_FILES_RECYCLED: usize = 4;
 
+/// Size of one partition of an SST's index and of its filter (RocksDB's default): what a
+/// point lookup or a seek loads into the block cache besides the data block.
+const METADATA_BLOCK_BYTES: usize = 4096;
+
 /// Memory all memtables may hold together (see `db_options`); with the block cache (8 MiB
 /// by default, an eighth of `cache_threshold`), the two budgets that bound RocksDB's memory.
 const MEMTABLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
@@ -160,6 +166,16 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_format_version(6);
     table.set_block_size(16 * 1024);
+    // Each file's index and filter are cut into partitions under a small top-level index,
+    // pinned: a lookup loads the partitions it needs, not the file's whole index and filter.
+    // Whole, one 64 MiB `idempotency` file's filter is ~750 KiB. With millions of keys they
+    // outgrew the 8 MiB block cache, so each lookup re-read them from the page cache and
+    // checked their checksums: ~60% of the committer's CPU, and appends with a key fell from
+    // ~17,000/s to ~6,500/s by 500,000 entries (BENCHMARKS.md, sixteenth pass).
+    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(METADATA_BLOCK_BYTES);
+    table.set_pin_top_level_index_and_filter(true);
     // Bloom filters where point lookups can miss: aggregates and idempotency keys (most
     // idempotency lookups are misses), snapshots and meta. `streams` is only ever read by
     // bounded range scans, which filters cannot help, and `events` by scans and by ids that
@@ -190,7 +206,7 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     }
-    if name == CF_STREAMS {
+    if TIERED_CFS.contains(&name) {
         set_tiered_compaction(&mut opts);
     } else {
         opts.set_level_compaction_dynamic_level_bytes(true);
@@ -207,49 +223,58 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
     opts
 }
 
-/// Sorted runs of `streams` that start a compaction: RocksDB's default, and the count
-/// a stream scan seeks through between compactions.
-const STREAMS_RUNS_BEFORE_COMPACTION: i32 = 4;
+/// Sorted runs of a tiered column family that start a compaction: RocksDB's default, and
+/// the count a scan or a lookup searches between compactions.
+const TIERED_RUNS_BEFORE_COMPACTION: i32 = 4;
 /// How much larger than the newer runs picked for a merge (together) the next older run may
 /// be, in percent, and still join it: RocksDB's default. Runs merge once the newer ones add
-/// up to about their size, so an entry is rewritten about once each time the history it is
-/// part of doubles.
-const STREAMS_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
+/// up to about their size, so an entry is rewritten about once each time the column family
+/// doubles.
+const TIERED_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
 /// Everything newer than the oldest run, as a share of it, that forces one full merge:
-/// RocksDB's default. It bounds the space `streams` takes at three times its live entries
-/// (~65 MB of files per 10 million events here); the size ratio above usually merges the
-/// oldest run earlier, once the newer runs add up to about its size.
-const STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
+/// RocksDB's default; the size ratio above usually merges the oldest run earlier. Stream
+/// and idempotency entries are never overwritten, so the runs hold no stale copies; what
+/// this bounds is how long the newest entries wait before the full merge.
+const TIERED_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
 /// Fewest runs one merge takes: RocksDB's default; a merge of one run would only rewrite it.
-const STREAMS_MIN_MERGE_WIDTH: i32 = 2;
+const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 
-/// `streams` is compacted tiered (RocksDB's universal style), every other column family
-/// leveled.
+/// The column families compacted tiered (RocksDB's universal style); the others are leveled.
 ///
-/// A stream entry's key is its aggregate, so appends land all over the key range, and the
-/// column family is small (~6.5 bytes an entry compressed: ~65 MB at 10 million events).
-/// Leveled compaction with dynamic level sizes put all of it in one level (it is below the
-/// 256 MiB base), and every few flushes rewrote the whole column family: ~10 million
-/// entries each time. The rewriting grows with the history. At 10 million events it was
-/// 12–19 µs of the server's CPU per append (~25% of it) under 32 appending clients, and the
-/// cause of the slow runs in the history-size benchmark. Tiered compaction merges runs of
-/// similar size, so an entry is rewritten about once per doubling of the history (1.7–2.3
-/// µs per append in the same measurement; docs/BENCHMARKS.md, fifteenth pass). The cost is
-/// read amplification: a stream scan seeks in each sorted run (a few; stream scans are
-/// bounded by aggregate and read only index blocks and the blocks of that aggregate).
-/// `events` keys rise with time (new files move down without a rewrite) and `aggregates`
-/// rewrites a bounded set of records, so leveled suits them.
+/// Their keys are not in time order: a stream entry's key is its aggregate, an idempotency
+/// entry's the client's key. So appends land all over the key range, every flushed file
+/// overlaps most of the column family, and leveled compaction rewrote most of it every few
+/// flushes, a cost that grows with the history:
+/// - `streams` is small (~6.5 bytes an entry compressed: ~65 MB at 10 million events), so
+///   with dynamic level sizes it sat in one level below the 256 MiB base, and each
+///   compaction rewrote ~10 million entries. At 10 million events that was 12–19 µs of the
+///   server's CPU per append (~25% of it) under 32 appending clients, and the cause of the
+///   slow runs in the history-size benchmark; tiered, 1.7–2.3 µs (BENCHMARKS.md, fifteenth
+///   pass).
+/// - `idempotency` with a random key per append: at 2 million entries, leveled compaction
+///   wrote ~1.8 KB per ~110-byte entry appended (7.6 µs of CPU per append); tiered, 250
+///   bytes (1.5 µs) (BENCHMARKS.md, sixteenth pass).
 ///
-/// A store written with leveled `streams` opens as is: each of its levels is one sorted run.
+/// Tiered compaction merges runs of similar size, so an entry is rewritten about once per
+/// doubling of the column family. The cost is read amplification: a stream scan seeks in
+/// each sorted run and an idempotency lookup asks each run's filter (a few runs; both load
+/// only one index and one filter partition per run, see `METADATA_BLOCK_BYTES`). `events`
+/// keys rise with time (new files move down without a rewrite) and `aggregates` rewrites a
+/// bounded set of records, so leveled suits them.
+///
+/// A store written with these column families leveled opens as is: each of their levels is
+/// one sorted run.
+const TIERED_CFS: [&str; 2] = [CF_STREAMS, CF_IDEMPOTENCY];
+
 fn set_tiered_compaction(opts: &mut Options) {
     opts.set_compaction_style(DBCompactionStyle::Universal);
     let mut tiered = UniversalCompactOptions::default();
-    tiered.set_size_ratio(STREAMS_MERGE_SIZE_RATIO_PERCENT);
-    tiered.set_min_merge_width(STREAMS_MIN_MERGE_WIDTH);
-    tiered.set_max_size_amplification_percent(STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT);
+    tiered.set_size_ratio(TIERED_MERGE_SIZE_RATIO_PERCENT);
+    tiered.set_min_merge_width(TIERED_MIN_MERGE_WIDTH);
+    tiered.set_max_size_amplification_percent(TIERED_MAX_SIZE_AMPLIFICATION_PERCENT);
     tiered.set_stop_style(UniversalCompactionStopStyle::Total);
     opts.set_universal_compaction_options(&tiered);
-    opts.set_level_zero_file_num_compaction_trigger(STREAMS_RUNS_BEFORE_COMPACTION);
+    opts.set_level_zero_file_num_compaction_trigger(TIERED_RUNS_BEFORE_COMPACTION);
 }
 
 fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
@@ -328,6 +353,19 @@ mod tests {
     /// The value RocksDB recorded for `option` of column family `cf` in the newest OPTIONS
     /// file of `dir` (the options a store actually runs with).
     fn recorded_option(dir: &Path, cf: &str, option: &str) -> String {
+        recorded_in_section(dir, &format!("[CFOptions \"{cf}\"]"), option)
+    }
+
+    /// The same for `cf`'s block-based table options (index, filters, blocks).
+    fn recorded_table_option(dir: &Path, cf: &str, option: &str) -> String {
+        recorded_in_section(
+            dir,
+            &format!("[TableOptions/BlockBasedTable \"{cf}\"]"),
+            option,
+        )
+    }
+
+    fn recorded_in_section(dir: &Path, header: &str, option: &str) -> String {
         let newest = std::fs::read_dir(dir)
             .expect("data dir")
             .flatten()
@@ -336,8 +374,7 @@ mod tests {
             .max_by_key(|name| name["OPTIONS-".len()..].parse::<u64>().unwrap_or(0))
             .expect("an OPTIONS file");
         let text = std::fs::read_to_string(dir.join(newest)).expect("OPTIONS");
-        let header = format!("[CFOptions \"{cf}\"]");
-        let start = text.find(&header).expect("the column family's section") + header.len();
+        let start = text.find(header).expect("the column family's section") + header.len();
         let section = text[start..].split("\n[").next().unwrap_or_default();
         section
             .lines()
@@ -356,11 +393,11 @@ mod tests {
     }
 
     #[test]
-    fn streams_is_compacted_tiered_and_every_other_column_family_leveled() {
+    fn streams_and_idempotency_are_compacted_tiered_and_the_others_leveled() {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(open(dir.path(), 1 << 20, ValueForm::Sealed).expect("store"));
         for cf in ALL_CFS {
-            let expected = if cf == CF_STREAMS {
+            let expected = if cf == CF_STREAMS || cf == CF_IDEMPOTENCY {
                 "kCompactionStyleUniversal"
             } else {
                 "kCompactionStyleLevel"
@@ -371,13 +408,15 @@ mod tests {
                 "{cf}"
             );
         }
-        let tiered = recorded_option(dir.path(), CF_STREAMS, "compaction_options_universal");
-        for setting in [
-            format!("size_ratio={STREAMS_MERGE_SIZE_RATIO_PERCENT}"),
-            format!("max_size_amplification_percent={STREAMS_MAX_SIZE_AMPLIFICATION_PERCENT}"),
-            format!("min_merge_width={STREAMS_MIN_MERGE_WIDTH}"),
-        ] {
-            assert!(tiered.contains(&setting), "{setting} in {tiered}");
+        for cf in [CF_STREAMS, CF_IDEMPOTENCY] {
+            let tiered = recorded_option(dir.path(), cf, "compaction_options_universal");
+            for setting in [
+                format!("size_ratio={TIERED_MERGE_SIZE_RATIO_PERCENT}"),
+                format!("max_size_amplification_percent={TIERED_MAX_SIZE_AMPLIFICATION_PERCENT}"),
+                format!("min_merge_width={TIERED_MIN_MERGE_WIDTH}"),
+            ] {
+                assert!(tiered.contains(&setting), "{cf}: {setting} in {tiered}");
+            }
         }
     }
 
@@ -454,6 +493,93 @@ mod tests {
         // And it compacts under the new style without losing an entry.
         db.compact_range_cf(streams, None::<&[u8]>, None::<&[u8]>);
         assert_eq!(read_back(&db), expected);
+    }
+
+    #[test]
+    fn every_column_family_has_a_partitioned_index_and_filters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(open(dir.path(), 1 << 20, ValueForm::Sealed).expect("store"));
+        for cf in ALL_CFS {
+            let table = |option| recorded_table_option(dir.path(), cf, option);
+            assert_eq!(table("index_type"), "kTwoLevelIndexSearch", "{cf}");
+            assert_eq!(table("partition_filters"), "true", "{cf}");
+            assert_eq!(
+                table("metadata_block_size"),
+                METADATA_BLOCK_BYTES.to_string(),
+                "{cf}"
+            );
+            assert_eq!(table("pin_top_level_index_and_filter"), "true", "{cf}");
+            assert_eq!(table("cache_index_and_filter_blocks"), "true", "{cf}");
+        }
+    }
+
+    // Stores written before the index and filters were partitioned hold SSTs with one index
+    // block and one filter per file, in L0 and in the bottom level. Point lookups, hits and
+    // misses, must answer the same from them, and after a compaction rewrites them.
+    #[test]
+    fn idempotency_entries_written_with_whole_file_indexes_and_filters_are_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Random-looking keys, as clients' idempotency keys are.
+        let key = |n: u32| format!("k-{:08x}", n.wrapping_mul(2_654_435_761)).into_bytes();
+        let value = |n: u32| u64::from(n).to_be_bytes();
+        {
+            let mut db_opts = Options::default();
+            db_opts.create_if_missing(true);
+            db_opts.create_missing_column_families(true);
+            let mut whole_file = BlockBasedOptions::default();
+            whole_file.set_bloom_filter(10.0, false);
+            whole_file.set_index_type(BlockBasedIndexType::BinarySearch);
+            let mut idempotency = Options::default();
+            idempotency.set_level_compaction_dynamic_level_bytes(true);
+            idempotency.set_block_based_table_factory(&whole_file);
+            let descriptors = ALL_CFS.iter().map(|name| {
+                let opts = if *name == CF_IDEMPOTENCY {
+                    idempotency.clone()
+                } else {
+                    Options::default()
+                };
+                ColumnFamilyDescriptor::new(*name, opts)
+            });
+            let db = DB::open_cf_descriptors(&db_opts, dir.path(), descriptors).expect("db");
+            let meta = db.cf_handle(CF_META).expect("meta");
+            db.put_cf(meta, META_FORMAT, STORE_FORMAT.to_be_bytes())
+                .expect("format");
+            db.put_cf(meta, META_DOMAIN, DOMAIN.as_bytes())
+                .expect("domain");
+            let cf = db.cf_handle(CF_IDEMPOTENCY).expect("idempotency");
+            for batch in 0..4u32 {
+                for n in batch * 1_000..(batch + 1) * 1_000 {
+                    db.put_cf(cf, key(n), value(n)).expect("put");
+                }
+                db.flush_cf(cf).expect("flush");
+                if batch == 2 {
+                    // The first three batches to the bottom level; the last stays in L0.
+                    db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+                }
+            }
+            assert_eq!(
+                db.property_value_cf(cf, "rocksdb.num-files-at-level0")
+                    .expect("property")
+                    .as_deref(),
+                Some("1"),
+                "the last batch is in L0"
+            );
+        }
+
+        let db = open(dir.path(), 1 << 20, ValueForm::Plain).expect("the store opens");
+        let cf = db.cf_handle(CF_IDEMPOTENCY).expect("idempotency");
+        let look_up_all = |db: &DB| {
+            for n in 0..4_000u32 {
+                let found = db.get_cf(cf, key(n)).expect("get");
+                assert_eq!(found.as_deref(), Some(&value(n)[..]), "entry {n}");
+            }
+            for n in 4_000..5_000u32 {
+                assert_eq!(db.get_cf(cf, key(n)).expect("get"), None, "absent {n}");
+            }
+        };
+        look_up_all(&db);
+        db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        look_up_all(&db);
     }
 
     #[test]
