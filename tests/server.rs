@@ -844,13 +844,7 @@ aggregate audit_trail {
         "SELECT payload FROM events WHERE event_id > 0",
         "SELECT payload FROM outbox",
     ] {
-        let payloads: Vec<Value> = client
-            .query(sql, &[])
-            .await
-            .expect(sql)
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let payloads = support::first_column::<Value>(&client, sql).await;
         assert!(
             payloads.contains(&json!({"name": "Ada"}))
                 && !payloads.iter().any(|p| p.get("ssn").is_some()),

@@ -396,8 +396,9 @@ mod tests {
     fn streams_and_idempotency_are_compacted_tiered_and_the_others_leveled() {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(open(dir.path(), 1 << 20, ValueForm::Sealed).expect("store"));
+        let tiered_cfs = [CF_STREAMS, CF_IDEMPOTENCY];
         for cf in ALL_CFS {
-            let expected = if cf == CF_STREAMS || cf == CF_IDEMPOTENCY {
+            let expected = if tiered_cfs.contains(&cf) {
                 "kCompactionStyleUniversal"
             } else {
                 "kCompactionStyleLevel"
@@ -408,7 +409,7 @@ mod tests {
                 "{cf}"
             );
         }
-        for cf in [CF_STREAMS, CF_IDEMPOTENCY] {
+        for cf in tiered_cfs {
             let tiered = recorded_option(dir.path(), cf, "compaction_options_universal");
             for setting in [
                 format!("size_ratio={TIERED_MERGE_SIZE_RATIO_PERCENT}"),
