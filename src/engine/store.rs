@@ -207,7 +207,7 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     }
     if TIERED_CFS.contains(&name) {
-        set_tiered_compaction(&mut opts);
+        set_tiered_compaction(&mut opts, name);
     } else {
         opts.set_level_compaction_dynamic_level_bytes(true);
     }
@@ -223,13 +223,30 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
     opts
 }
 
-/// Sorted runs of a tiered column family that start a compaction: RocksDB's default, and
-/// the count a scan or a lookup searches between compactions.
-const TIERED_RUNS_BEFORE_COMPACTION: i32 = 4;
+/// Sorted runs of `streams` that start a compaction, and the most a stream scan seeks in
+/// between compactions.
+///
+/// Flushes are atomic across column families (see `db_options`), so `streams` flushes
+/// whenever `events` fills its memtable: ~30,000 entries each, far below what its own
+/// memtable holds. Tiered compaction keeps one sorted run per doubling of the column family
+/// only while it may keep that many; at 10 million entries that is ~9 runs. At RocksDB's
+/// default of 4, every flush past the fourth run was merged into the next run up whatever
+/// its size (RocksDB's fallback to "reduce sorted runs"), so that run was rewritten whole
+/// ~30,000 entries at a time until it caught up with the one above: 8.2 rewrites per entry
+/// while seeding 10 million events, 43 s of compaction CPU, and 8–9 µs of the server's CPU
+/// per append at 10 million. With 8, flushes wait for runs of their own size: 3.6 rewrites,
+/// 16 s, ~1 µs per append (BENCHMARKS.md, seventeenth pass). It stays well below the 20
+/// runs at which RocksDB starts slowing writes down.
+const STREAMS_RUNS_BEFORE_COMPACTION: i32 = 8;
+/// Sorted runs of `idempotency` that start a compaction: RocksDB's default. Kept lower
+/// than `streams`' because most idempotency lookups are misses that ask every run's filter,
+/// and a run's filter partition is a block-cache miss once the keys outgrow the cache; the
+/// merges this causes cost ~1.5 µs per keyed append at 2 million keys (sixteenth pass).
+const IDEMPOTENCY_RUNS_BEFORE_COMPACTION: i32 = 4;
 /// How much larger than the newer runs picked for a merge (together) the next older run may
 /// be, in percent, and still join it: RocksDB's default. Runs merge once the newer ones add
-/// up to about their size, so an entry is rewritten about once each time the column family
-/// doubles.
+/// up to about their size, so while the column family may keep a run per doubling (see
+/// `STREAMS_RUNS_BEFORE_COMPACTION`) an entry is rewritten about once each time it doubles.
 const TIERED_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
 /// Everything newer than the oldest run, as a share of it, that forces one full merge:
 /// RocksDB's default; the size ratio above usually merges the oldest run earlier. Stream
@@ -257,7 +274,7 @@ const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 ///
 /// Tiered compaction merges runs of similar size, so an entry is rewritten about once per
 /// doubling of the column family. The cost is read amplification: a stream scan seeks in
-/// each sorted run and an idempotency lookup asks each run's filter (a few runs; both load
+/// each sorted run and an idempotency lookup asks each run's filter (up to 8 and 4 runs; both load
 /// only one index and one filter partition per run, see `METADATA_BLOCK_BYTES`). `events`
 /// keys rise with time (new files move down without a rewrite) and `aggregates` rewrites a
 /// bounded set of records, so leveled suits them.
@@ -266,7 +283,7 @@ const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 /// one sorted run.
 const TIERED_CFS: [&str; 2] = [CF_STREAMS, CF_IDEMPOTENCY];
 
-fn set_tiered_compaction(opts: &mut Options) {
+fn set_tiered_compaction(opts: &mut Options, name: &str) {
     opts.set_compaction_style(DBCompactionStyle::Universal);
     let mut tiered = UniversalCompactOptions::default();
     tiered.set_size_ratio(TIERED_MERGE_SIZE_RATIO_PERCENT);
@@ -274,7 +291,15 @@ fn set_tiered_compaction(opts: &mut Options) {
     tiered.set_max_size_amplification_percent(TIERED_MAX_SIZE_AMPLIFICATION_PERCENT);
     tiered.set_stop_style(UniversalCompactionStopStyle::Total);
     opts.set_universal_compaction_options(&tiered);
-    opts.set_level_zero_file_num_compaction_trigger(TIERED_RUNS_BEFORE_COMPACTION);
+    opts.set_level_zero_file_num_compaction_trigger(tiered_runs_before_compaction(name));
+}
+
+fn tiered_runs_before_compaction(name: &str) -> i32 {
+    if name == CF_STREAMS {
+        STREAMS_RUNS_BEFORE_COMPACTION
+    } else {
+        IDEMPOTENCY_RUNS_BEFORE_COMPACTION
+    }
 }
 
 fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
@@ -419,6 +444,64 @@ mod tests {
                 assert!(tiered.contains(&setting), "{cf}: {setting} in {tiered}");
             }
         }
+    }
+
+    /// Sorted runs of a universal-style column family: its L0 files and its non-empty levels.
+    fn sorted_runs(db: &DB, cf: &str) -> u64 {
+        let handle = db.cf_handle(cf).expect("column family");
+        let files_at = |level: u32| {
+            db.property_int_value_cf(handle, &format!("rocksdb.num-files-at-level{level}"))
+                .expect("property")
+                .expect("level")
+        };
+        files_at(0) + (1..7).filter(|&level| files_at(level) > 0).count() as u64
+    }
+
+    // Regression: at RocksDB's default of 4 runs, every `streams` flush past the fourth run
+    // was merged into the next run up whatever its size, which rewrote that run whole each
+    // ~30,000 appends (8.2 rewrites per entry while seeding 10M events).
+    #[test]
+    fn streams_flushes_wait_for_runs_of_their_size_and_idempotency_merges_at_four_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path(), 1 << 20, ValueForm::Sealed).expect("store");
+        let flushes = 6;
+        for flush in 0..flushes {
+            for cf in [CF_STREAMS, CF_IDEMPOTENCY] {
+                let handle = db.cf_handle(cf).expect("column family");
+                // Keys across the whole range in every flush, as appends to many aggregates
+                // (or random idempotency keys) produce: each flushed file overlaps the others.
+                for key in 0..500u32 {
+                    let key = (key * flushes + flush).to_be_bytes();
+                    db.put_cf(handle, key, b"v").expect("put");
+                }
+                db.flush_cf(handle).expect("flush");
+            }
+        }
+        // Settled: idempotency merged down to its trigger, no compaction running or due.
+        let streams = db.cf_handle(CF_STREAMS).expect("streams");
+        let settled = || {
+            let int = |value: Result<Option<u64>, rocksdb::Error>| {
+                value.expect("property").expect("value")
+            };
+            sorted_runs(&db, CF_IDEMPOTENCY) <= 4
+                && int(db.property_int_value("rocksdb.num-running-compactions")) == 0
+                && int(db.property_int_value_cf(streams, "rocksdb.compaction-pending")) == 0
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !settled() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not settled: idempotency has {} runs",
+                sorted_runs(&db, CF_IDEMPOTENCY)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(sorted_runs(&db, CF_IDEMPOTENCY) >= 1);
+        assert_eq!(sorted_runs(&db, CF_STREAMS), u64::from(flushes));
+        assert_eq!(
+            recorded_option(dir.path(), CF_STREAMS, "level0_file_num_compaction_trigger"),
+            STREAMS_RUNS_BEFORE_COMPACTION.to_string()
+        );
     }
 
     /// Writes a store as an earlier build did, with `cf_options` for column family `cf`
