@@ -233,7 +233,7 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
 /// default of 4, every flush past the fourth run was merged into the next run up whatever
 /// its size (RocksDB's fallback to "reduce sorted runs"), so that run was rewritten whole
 /// ~30,000 entries at a time until it caught up with the one above: 8.2 rewrites per entry
-/// while seeding 10 million events, 43 s of compaction CPU, and 8–9 µs of the server's CPU
+/// while seeding 10 million events, 43 s of compaction CPU, and 8–13 µs of the server's CPU
 /// per append at 10 million. With 8, flushes wait for runs of their own size: 3.6 rewrites,
 /// 16 s, ~1 µs per append (BENCHMARKS.md, seventeenth pass). It stays well below the 20
 /// runs at which RocksDB starts slowing writes down.
@@ -273,11 +273,12 @@ const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 ///   bytes (1.5 µs) (BENCHMARKS.md, sixteenth pass).
 ///
 /// Tiered compaction merges runs of similar size, so an entry is rewritten about once per
-/// doubling of the column family. The cost is read amplification: a stream scan seeks in
-/// each sorted run and an idempotency lookup asks each run's filter (up to 8 and 4 runs; both load
-/// only one index and one filter partition per run, see `METADATA_BLOCK_BYTES`). `events`
-/// keys rise with time (new files move down without a rewrite) and `aggregates` rewrites a
-/// bounded set of records, so leveled suits them.
+/// doubling of the column family (while it may keep a run per doubling). The cost is read
+/// amplification: a stream scan seeks in each sorted run (up to 8: history pages at 10
+/// million events were 6–13% slower than at 4) and an idempotency lookup asks each run's
+/// filter (up to 4); both load only one index and one filter partition per run (see
+/// `METADATA_BLOCK_BYTES`). `events` keys rise with time (new files move down without a
+/// rewrite) and `aggregates` rewrites a bounded set of records, so leveled suits them.
 ///
 /// A store written with these column families leveled opens as is: each of their levels is
 /// one sorted run.
