@@ -16,6 +16,15 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// `value` of command-line flag `flag` parsed as a `T`; the error names the flag.
+pub fn parse_flag<T>(flag: &str, value: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
 /// Bytes of the JSON payload every benchmark append carries (the pgbench scripts' too).
 pub const PAYLOAD_BYTES: usize = 256;
 /// Aggregates the benchmark appends spread over.

@@ -1191,6 +1191,9 @@ pub fn open_raw_store(
     store::open(dir, block_cache_bytes, form)
 }
 
+#[doc(hidden)]
+pub use store::sorted_runs;
+
 /// The opened tail of a store being opened: its newest events, as many as the budget holds,
 /// so that consumers resuming near the head after a restart are served from memory at once
 /// rather than only once new events arrive. A value that does not open leaves the tail

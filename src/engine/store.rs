@@ -206,8 +206,8 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     }
-    if TIERED_CFS.contains(&name) {
-        set_tiered_compaction(&mut opts, name);
+    if let Some(&(_, runs_before_compaction)) = TIERED_CFS.iter().find(|(cf, _)| *cf == name) {
+        set_tiered_compaction(&mut opts, runs_before_compaction);
     } else {
         opts.set_level_compaction_dynamic_level_bytes(true);
     }
@@ -256,7 +256,8 @@ const TIERED_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
 /// Fewest runs one merge takes: RocksDB's default; a merge of one run would only rewrite it.
 const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 
-/// The column families compacted tiered (RocksDB's universal style); the others are leveled.
+/// The column families compacted tiered (RocksDB's universal style), each with the sorted
+/// runs that start its compactions; the others are leveled.
 ///
 /// Their keys are not in time order: a stream entry's key is its aggregate, an idempotency
 /// entry's the client's key. So appends land all over the key range, every flushed file
@@ -282,9 +283,12 @@ const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 ///
 /// A store written with these column families leveled opens as is: each of their levels is
 /// one sorted run.
-const TIERED_CFS: [&str; 2] = [CF_STREAMS, CF_IDEMPOTENCY];
+const TIERED_CFS: [(&str, i32); 2] = [
+    (CF_STREAMS, STREAMS_RUNS_BEFORE_COMPACTION),
+    (CF_IDEMPOTENCY, IDEMPOTENCY_RUNS_BEFORE_COMPACTION),
+];
 
-fn set_tiered_compaction(opts: &mut Options, name: &str) {
+fn set_tiered_compaction(opts: &mut Options, runs_before_compaction: i32) {
     opts.set_compaction_style(DBCompactionStyle::Universal);
     let mut tiered = UniversalCompactOptions::default();
     tiered.set_size_ratio(TIERED_MERGE_SIZE_RATIO_PERCENT);
@@ -292,15 +296,30 @@ fn set_tiered_compaction(opts: &mut Options, name: &str) {
     tiered.set_max_size_amplification_percent(TIERED_MAX_SIZE_AMPLIFICATION_PERCENT);
     tiered.set_stop_style(UniversalCompactionStopStyle::Total);
     opts.set_universal_compaction_options(&tiered);
-    opts.set_level_zero_file_num_compaction_trigger(tiered_runs_before_compaction(name));
+    opts.set_level_zero_file_num_compaction_trigger(runs_before_compaction);
 }
 
-fn tiered_runs_before_compaction(name: &str) -> i32 {
-    if name == CF_STREAMS {
-        STREAMS_RUNS_BEFORE_COMPACTION
-    } else {
-        IDEMPOTENCY_RUNS_BEFORE_COMPACTION
+/// Levels of every column family: RocksDB's default `num_levels`, which the store keeps.
+const LEVELS: u32 = 7;
+
+/// Sorted runs of a column family compacted tiered: each L0 file is one, and so is each
+/// non-empty level. What a stream scan seeks in and what `TIERED_CFS`' counts bound.
+pub fn sorted_runs(db: &DB, cf: &str) -> Result<u64, EngineError> {
+    let handle = db
+        .cf_handle(cf)
+        .ok_or_else(|| EngineError::corrupt("store", format!("{cf} column family missing")))?;
+    let mut runs = 0;
+    for level in 0..LEVELS {
+        let files = db
+            .property_int_value_cf(handle, &format!("rocksdb.num-files-at-level{level}"))?
+            .unwrap_or(0);
+        runs += if level == 0 {
+            files
+        } else {
+            u64::from(files > 0)
+        };
     }
+    Ok(runs)
 }
 
 fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
@@ -447,17 +466,6 @@ mod tests {
         }
     }
 
-    /// Sorted runs of a universal-style column family: its L0 files and its non-empty levels.
-    fn sorted_runs(db: &DB, cf: &str) -> u64 {
-        let handle = db.cf_handle(cf).expect("column family");
-        let files_at = |level: u32| {
-            db.property_int_value_cf(handle, &format!("rocksdb.num-files-at-level{level}"))
-                .expect("property")
-                .expect("level")
-        };
-        files_at(0) + (1..7).filter(|&level| files_at(level) > 0).count() as u64
-    }
-
     // Regression: at RocksDB's default of 4 runs, every `streams` flush past the fourth run
     // was merged into the next run up whatever its size, which rewrote that run whole each
     // ~30,000 appends (8.2 rewrites per entry while seeding 10M events).
@@ -484,7 +492,7 @@ mod tests {
             let int = |value: Result<Option<u64>, rocksdb::Error>| {
                 value.expect("property").expect("value")
             };
-            sorted_runs(&db, CF_IDEMPOTENCY) <= 4
+            sorted_runs(&db, CF_IDEMPOTENCY).expect("runs") <= 4
                 && int(db.property_int_value("rocksdb.num-running-compactions")) == 0
                 && int(db.property_int_value_cf(streams, "rocksdb.compaction-pending")) == 0
         };
@@ -493,12 +501,15 @@ mod tests {
             assert!(
                 std::time::Instant::now() < deadline,
                 "not settled: idempotency has {} runs",
-                sorted_runs(&db, CF_IDEMPOTENCY)
+                sorted_runs(&db, CF_IDEMPOTENCY).expect("runs")
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(sorted_runs(&db, CF_IDEMPOTENCY) >= 1);
-        assert_eq!(sorted_runs(&db, CF_STREAMS), u64::from(flushes));
+        assert!(sorted_runs(&db, CF_IDEMPOTENCY).expect("runs") >= 1);
+        assert_eq!(
+            sorted_runs(&db, CF_STREAMS).expect("runs"),
+            u64::from(flushes)
+        );
         assert_eq!(
             recorded_option(dir.path(), CF_STREAMS, "level0_file_num_compaction_trigger"),
             STREAMS_RUNS_BEFORE_COMPACTION.to_string()

@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use eventdbx_bench::median;
+use eventdbx_bench::{median, parse_flag};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 /// Plaintext lengths: a 256-byte value, the benchmark's ~260-byte event, and that event
@@ -35,7 +35,7 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let parsed: usize = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+        let parsed: usize = parse_flag(&flag, &value)?;
         match flag.as_str() {
             "--rounds" => rounds = parsed.max(1),
             "--opens" => opens = parsed.max(1),

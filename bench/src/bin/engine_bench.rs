@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eventdbx::engine::{AppendRequest, Engine, NewEvent};
-use eventdbx_bench::{issuer, median, open_engine, payload, AGGREGATES};
+use eventdbx_bench::{issuer, median, open_engine, parse_flag, payload, AGGREGATES};
 
 const LONG_HISTORY: u64 = 100_000;
 const READS: usize = 20_000;
@@ -45,8 +45,8 @@ fn parse_args() -> Result<Args, String> {
         }
         let value = iter.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--runs" => args.runs = value.parse().map_err(|e| format!("--runs: {e}"))?,
-            "--seconds" => args.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--runs" => args.runs = parse_flag("--runs", &value)?,
+            "--seconds" => args.seconds = parse_flag("--seconds", &value)?,
             "--dir" => args.dir = Some(PathBuf::from(value)),
             "--encryption" => {
                 args.modes = match value.as_str() {

@@ -36,7 +36,7 @@ use eventdbx::engine::keys::{
 };
 use eventdbx::engine::options::DEFAULT_BLOCK_CACHE_BYTES;
 use eventdbx::engine::{open_raw_store, AppendRequest, NewEvent};
-use eventdbx_bench::{issuer, median, open_engine, payload, AGGREGATES};
+use eventdbx_bench::{issuer, median, open_engine, parse_flag, payload, AGGREGATES};
 use rocksdb::{ColumnFamily, WriteBatch, WriteOptions, DB};
 
 /// Stored values sampled per column family to copy into the measured writes.
@@ -69,11 +69,9 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = iter.next() {
         let value = iter.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--runs" => args.runs = value.parse().map_err(|e| format!("--runs: {e}"))?,
-            "--seconds" => args.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
-            "--seed-events" => {
-                args.seed_events = value.parse().map_err(|e| format!("--seed-events: {e}"))?
-            }
+            "--runs" => args.runs = parse_flag("--runs", &value)?,
+            "--seconds" => args.seconds = parse_flag("--seconds", &value)?,
+            "--seed-events" => args.seed_events = parse_flag("--seed-events", &value)?,
             "--encryption" => {
                 args.encrypted = match value.as_str() {
                     "on" => true,

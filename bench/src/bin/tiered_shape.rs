@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eventdbx::engine::keys::{versioned_key, CF_STREAMS};
-use eventdbx::engine::open_raw_store;
 use eventdbx::engine::options::DEFAULT_BLOCK_CACHE_BYTES;
-use eventdbx_bench::AGGREGATES;
+use eventdbx::engine::{open_raw_store, sorted_runs};
+use eventdbx_bench::{parse_flag, AGGREGATES};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
 /// Entries per write: large enough that the writes cost little beside the compactions.
@@ -54,13 +54,10 @@ fn parse_args() -> Result<Args, String> {
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let value = iter.next().ok_or(format!("{flag} needs a value"))?;
-        let number = |name: &str| value.parse::<u64>().map_err(|e| format!("{name}: {e}"));
         match flag.as_str() {
-            "--entries" => args.entries = number("--entries")?,
-            "--flush-every" => args.flush_every = number("--flush-every")?,
-            "--runs-trigger" => {
-                args.runs_trigger = Some(value.parse().map_err(|e| format!("--runs-trigger: {e}"))?)
-            }
+            "--entries" => args.entries = parse_flag("--entries", &value)?,
+            "--flush-every" => args.flush_every = parse_flag("--flush-every", &value)?,
+            "--runs-trigger" => args.runs_trigger = Some(parse_flag("--runs-trigger", &value)?),
             "--dir" => args.dir = Some(PathBuf::from(value)),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -118,24 +115,6 @@ fn settle(db: &DB) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Sorted runs of `streams`: its L0 files and its non-empty levels.
-fn sorted_runs(db: &DB) -> Result<u64, String> {
-    let streams = db.cf_handle(CF_STREAMS).ok_or("no streams column family")?;
-    let mut runs = 0;
-    for level in 0..7 {
-        let files = db
-            .property_int_value_cf(streams, &format!("rocksdb.num-files-at-level{level}"))
-            .map_err(|e| e.to_string())?
-            .unwrap_or(0);
-        runs += if level == 0 {
-            files
-        } else {
-            u64::from(files > 0)
-        };
-    }
-    Ok(runs)
 }
 
 /// xorshift64: a fixed sequence, so every invocation writes the same entries.
@@ -220,7 +199,10 @@ fn run(args: &Args) -> Result<(), String> {
         (all.cpu_micros - before_last.cpu_micros) as f64 / last,
         (all.input_records - before_last.input_records) as f64 / last
     );
-    println!("  sorted runs left: {}", sorted_runs(&db)?);
+    println!(
+        "  sorted runs left: {}",
+        sorted_runs(&db, CF_STREAMS).map_err(|e| e.to_string())?
+    );
 
     let started = Instant::now();
     let mut read_entries = 0u64;
