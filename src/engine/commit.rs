@@ -828,3 +828,118 @@ fn check_payload_size(size: usize, limit: usize) -> Result<(), EngineError> {
 pub(crate) fn to_compact_json(map: &Map<String, Value>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::policy::AcceptAll;
+    use crate::engine::store;
+    use serde_json::json;
+
+    fn committer(dir: &std::path::Path) -> Committer {
+        let db = Arc::new(store::open(dir, 1 << 20, store::ValueForm::Sealed).expect("store"));
+        let policy: Arc<dyn WritePolicy> = Arc::new(AcceptAll);
+        Committer::new(CommitterParts {
+            db,
+            policy: Arc::new(RwLock::new(policy)),
+            counters: Arc::new(RwLock::new(Counters::default())),
+            cipher: ValueCipher::for_tests(),
+            snowflake: Snowflake::new(0, 0),
+            tail: Arc::new(RwLock::new(HistoryTail::new(1 << 20, 0))),
+            records: Arc::new(RecordCache::new(1 << 20)),
+            max_payload_bytes: 1 << 16,
+            default_snapshot_threshold: None,
+        })
+    }
+
+    fn keyed(aggregate_id: &str, key: &str, amount: u64) -> AppendRequest {
+        let payload = json!({ "amount": amount });
+        let Value::Object(payload) = payload else {
+            unreachable!("an object literal")
+        };
+        AppendRequest {
+            events: vec![NewEvent::new("account", aggregate_id, "deposited", payload)],
+            idempotency_key: Some(key.to_owned()),
+            issued_by: Issuer::default(),
+        }
+    }
+
+    /// Commits `requests` as one group, as the committer thread does with concurrent
+    /// writers, and returns each request's answer.
+    fn commit_as_one_group(
+        committer: &mut Committer,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, EngineError>> {
+        let mut answers = Vec::new();
+        let commands = requests
+            .into_iter()
+            .map(|request| {
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                Command::Append { request, reply }
+            })
+            .collect();
+        committer.commit_group(commands);
+        answers
+            .into_iter()
+            .map(|mut answer| answer.try_recv().expect("every request answered"))
+            .collect()
+    }
+
+    fn ids(outcome: &AppendOutcome) -> Vec<u64> {
+        outcome.events.iter().map(|event| event.event_id).collect()
+    }
+
+    // Requests in one group see each other's idempotency entries through the group's
+    // overlay and earlier groups' through the store; every answer must be the one a lone
+    // request would get.
+    #[test]
+    fn a_group_answers_stored_new_and_repeated_idempotency_keys_as_lone_requests_would() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut committer = committer(dir.path());
+        let first = commit_as_one_group(
+            &mut committer,
+            vec![keyed("a", "k1", 1), keyed("b", "k2", 2)],
+        );
+        let k1 = first[0].as_ref().expect("k1 appended");
+        let k2 = first[1].as_ref().expect("k2 appended");
+        assert!(!k1.replayed && !k2.replayed);
+
+        let second = commit_as_one_group(
+            &mut committer,
+            vec![
+                keyed("a", "k1", 1),
+                keyed("b", "k2", 3),
+                keyed("c", "k3", 4),
+                keyed("c", "k3", 4),
+                keyed("a", "k1", 1),
+                keyed("d", "k4", 5),
+            ],
+        );
+        let stored_retry = second[0].as_ref().expect("k1 retried");
+        assert!(stored_retry.replayed);
+        assert_eq!(ids(stored_retry), ids(k1));
+        assert!(matches!(
+            &second[1],
+            Err(EngineError::IdempotencyMismatch { key }) if key == "k2"
+        ));
+        let k3 = second[2].as_ref().expect("k3 appended");
+        assert!(!k3.replayed);
+        let in_group_retry = second[3].as_ref().expect("k3 retried in its group");
+        assert!(in_group_retry.replayed);
+        assert_eq!(ids(in_group_retry), ids(k3));
+        assert_eq!(ids(second[4].as_ref().expect("k1 again")), ids(k1));
+        assert!(!second[5].as_ref().expect("k4 appended").replayed);
+
+        // What the groups stored is what a lone request finds afterwards.
+        let alone = committer
+            .commit_alone(keyed("c", "k3", 4))
+            .expect("k3 retried alone");
+        assert!(alone.replayed);
+        assert_eq!(ids(&alone), ids(k3));
+        assert!(matches!(
+            committer.commit_alone(keyed("d", "k4", 6)),
+            Err(EngineError::IdempotencyMismatch { key }) if key == "k4"
+        ));
+    }
+}

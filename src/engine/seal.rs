@@ -456,6 +456,15 @@ impl ValueCipher {
         Ok(ValueCipher::Sealed(Arc::new(DataKey::new(key)?)))
     }
 
+    /// A sealed cipher under a fixed key, for other modules' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        match Self::from_key(&[7u8; KEY_LEN]) {
+            Ok(cipher) => cipher,
+            Err(err) => panic!("test key: {err}"),
+        }
+    }
+
     /// The bytes to store for `value` at `key` in `cf`: `value` itself when plain, else
     /// `SEALED_FORMAT ‖ session id ‖ counter ‖ ciphertext ‖ tag`.
     pub fn seal(&self, cf: &str, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, EngineError> {
@@ -1040,7 +1049,7 @@ mod tests {
     use super::*;
 
     fn cipher() -> ValueCipher {
-        ValueCipher::from_key(&[7u8; KEY_LEN]).expect("key")
+        ValueCipher::for_tests()
     }
 
     fn data_key(cipher: &ValueCipher) -> &DataKey {
