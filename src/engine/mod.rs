@@ -1192,7 +1192,7 @@ pub fn open_raw_store(
 }
 
 #[doc(hidden)]
-pub use store::sorted_runs;
+pub use store::{background_work, sorted_runs};
 
 /// The opened tail of a store being opened: its newest events, as many as the budget holds,
 /// so that consumers resuming near the head after a restart are served from memory at once

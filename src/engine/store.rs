@@ -206,8 +206,8 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     }
-    if let Some(&(_, runs_before_compaction)) = TIERED_CFS.iter().find(|(cf, _)| *cf == name) {
-        set_tiered_compaction(&mut opts, runs_before_compaction);
+    if TIERED_CFS.contains(&name) {
+        set_tiered_compaction(&mut opts);
     } else {
         opts.set_level_compaction_dynamic_level_bytes(true);
     }
@@ -223,34 +223,32 @@ fn cf_options(name: &str, cache: &Cache, values: ValueForm) -> Options {
     opts
 }
 
-/// Sorted runs of `streams` that start a compaction, and the most a stream scan seeks in
-/// between compactions.
+/// Sorted runs of a tiered column family that start a compaction, and the most a stream
+/// scan seeks in or an idempotency lookup asks between compactions.
 ///
-/// Flushes are atomic across column families (see `db_options`), so `streams` flushes
-/// whenever `events` fills its memtable: ~30,000 entries each, far below what its own
-/// memtable holds. Tiered compaction keeps one sorted run per doubling of the column family
-/// only while it may keep that many; at 10 million entries that is ~9 runs. At RocksDB's
-/// default of 4, every flush past the fourth run was merged into the next run up whatever
-/// its size (RocksDB's fallback to "reduce sorted runs"), so that run was rewritten whole
-/// ~30,000 entries at a time until it caught up with the one above: 8.2 rewrites per entry
-/// while seeding 10 million events, 43 s of compaction CPU, and 8–13 µs of the server's CPU
-/// per append at 10 million. With 8, flushes wait for runs of their own size: 3.6 rewrites,
-/// 16 s, ~1 µs per append (BENCHMARKS.md, seventeenth pass). It stays well below the 20
-/// runs at which RocksDB starts slowing writes down.
-const STREAMS_RUNS_BEFORE_COMPACTION: i32 = 8;
-/// Sorted runs of `idempotency` that start a compaction. Its flushes are as small as
-/// `streams`' (they are atomic too), so at RocksDB's default of 4 the same fallback merges
-/// rewrote it: 9.2 rewrites per entry while seeding 10 million keyed appends (48 s of
-/// compaction CPU, 9.2 GiB written), and 10–12 µs of the server's CPU per keyed append at 10
-/// million keys. At 8: 2.9 rewrites (19 s, 2.9 GiB) and 2.6–2.8 µs (BENCHMARKS.md, eighteenth
-/// pass). The price is read-side: most idempotency lookups are misses that ask every run's
-/// filter, so a lookup asks up to 8 where it asked up to 4; at 10 million keys the server
-/// still spent ~10 µs less per keyed append in all.
-const IDEMPOTENCY_RUNS_BEFORE_COMPACTION: i32 = 8;
+/// Flushes are atomic across column families (see `db_options`), so `streams` and
+/// `idempotency` flush whenever `events` fills its memtable: ~30,000 entries each, far
+/// below what their own memtables hold. Tiered compaction keeps one sorted run per doubling
+/// of the column family only while it may keep that many; at 10 million entries that is
+/// ~9 runs. At RocksDB's default of 4, every flush past the fourth run was merged into the
+/// next run up whatever its size (RocksDB's fallback to "reduce sorted runs"), so that run
+/// was rewritten whole ~30,000 entries at a time until it caught up with the one above:
+/// - `streams`: 8.2 rewrites per entry while seeding 10 million events, 43 s of compaction
+///   CPU, and 8–13 µs of the server's CPU per append at 10 million. With 8: 3.6 rewrites,
+///   16 s, ~1 µs per append (BENCHMARKS.md, seventeenth pass).
+/// - `idempotency`: 9.2 rewrites per entry while seeding 10 million keyed appends (48 s of
+///   compaction CPU, 9.2 GiB written), and 10–12 µs of the server's CPU per keyed append at
+///   10 million keys. With 8: 2.9 rewrites (19 s, 2.9 GiB) and 2.6–2.8 µs (eighteenth pass).
+///
+/// The price is read-side: a stream scan seeks in up to 8 runs (history pages at 10 million
+/// events were 6–13% slower than at 4), and an idempotency lookup, mostly a miss, asks up to
+/// 8 runs' filters (at 10 million keys the server still spent ~10 µs less per keyed append
+/// in all). It stays well below the 20 runs at which RocksDB starts slowing writes down.
+const TIERED_RUNS_BEFORE_COMPACTION: i32 = 8;
 /// How much larger than the newer runs picked for a merge (together) the next older run may
 /// be, in percent, and still join it: RocksDB's default. Runs merge once the newer ones add
 /// up to about their size, so while the column family may keep a run per doubling (see
-/// `STREAMS_RUNS_BEFORE_COMPACTION`) an entry is rewritten about once each time it doubles.
+/// `TIERED_RUNS_BEFORE_COMPACTION`) an entry is rewritten about once each time it doubles.
 const TIERED_MERGE_SIZE_RATIO_PERCENT: i32 = 1;
 /// Everything newer than the oldest run, as a share of it, that forces one full merge:
 /// RocksDB's default; the size ratio above usually merges the oldest run earlier. Stream
@@ -260,8 +258,7 @@ const TIERED_MAX_SIZE_AMPLIFICATION_PERCENT: i32 = 200;
 /// Fewest runs one merge takes: RocksDB's default; a merge of one run would only rewrite it.
 const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 
-/// The column families compacted tiered (RocksDB's universal style), each with the sorted
-/// runs that start its compactions; the others are leveled.
+/// The column families compacted tiered (RocksDB's universal style); the others are leveled.
 ///
 /// Their keys are not in time order: a stream entry's key is its aggregate, an idempotency
 /// entry's the client's key. So appends land all over the key range, every flushed file
@@ -279,20 +276,16 @@ const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 ///
 /// Tiered compaction merges runs of similar size, so an entry is rewritten about once per
 /// doubling of the column family (while it may keep a run per doubling). The cost is read
-/// amplification: a stream scan seeks in each sorted run (up to 8: history pages at 10
-/// million events were 6–13% slower than at 4) and an idempotency lookup asks each run's
-/// filter (up to 8); both load only one index and one filter partition per run (see
-/// `METADATA_BLOCK_BYTES`). `events` keys rise with time (new files move down without a
+/// amplification: a stream scan seeks in each sorted run and an idempotency lookup asks
+/// each run's filter (up to `TIERED_RUNS_BEFORE_COMPACTION`); both load only one index and
+/// one filter partition per run (see `METADATA_BLOCK_BYTES`). `events` keys rise with time (new files move down without a
 /// rewrite) and `aggregates` rewrites a bounded set of records, so leveled suits them.
 ///
 /// A store written with these column families leveled opens as is: each of their levels is
 /// one sorted run.
-const TIERED_CFS: [(&str, i32); 2] = [
-    (CF_STREAMS, STREAMS_RUNS_BEFORE_COMPACTION),
-    (CF_IDEMPOTENCY, IDEMPOTENCY_RUNS_BEFORE_COMPACTION),
-];
+const TIERED_CFS: [&str; 2] = [CF_STREAMS, CF_IDEMPOTENCY];
 
-fn set_tiered_compaction(opts: &mut Options, runs_before_compaction: i32) {
+fn set_tiered_compaction(opts: &mut Options) {
     opts.set_compaction_style(DBCompactionStyle::Universal);
     let mut tiered = UniversalCompactOptions::default();
     tiered.set_size_ratio(TIERED_MERGE_SIZE_RATIO_PERCENT);
@@ -300,14 +293,14 @@ fn set_tiered_compaction(opts: &mut Options, runs_before_compaction: i32) {
     tiered.set_max_size_amplification_percent(TIERED_MAX_SIZE_AMPLIFICATION_PERCENT);
     tiered.set_stop_style(UniversalCompactionStopStyle::Total);
     opts.set_universal_compaction_options(&tiered);
-    opts.set_level_zero_file_num_compaction_trigger(runs_before_compaction);
+    opts.set_level_zero_file_num_compaction_trigger(TIERED_RUNS_BEFORE_COMPACTION);
 }
 
 /// Levels of every column family: RocksDB's default `num_levels`, which the store keeps.
 const LEVELS: u32 = 7;
 
 /// Sorted runs of a column family compacted tiered: each L0 file is one, and so is each
-/// non-empty level. What a stream scan seeks in and what `TIERED_CFS`' counts bound.
+/// non-empty level. What a stream scan seeks in and what `TIERED_RUNS_BEFORE_COMPACTION` bounds.
 pub fn sorted_runs(db: &DB, cf: &str) -> Result<u64, EngineError> {
     let handle = db
         .cf_handle(cf)
@@ -324,6 +317,28 @@ pub fn sorted_runs(db: &DB, cf: &str) -> Result<u64, EngineError> {
         };
     }
     Ok(runs)
+}
+
+/// RocksDB's background work on `cfs`: flushes and compactions running in the store, plus
+/// memtable flushes and compactions due in those column families. Zero once it has settled.
+pub fn background_work(db: &DB, cfs: &[&str]) -> Result<u64, EngineError> {
+    let mut work = db
+        .property_int_value("rocksdb.num-running-flushes")?
+        .unwrap_or(0)
+        + db.property_int_value("rocksdb.num-running-compactions")?
+            .unwrap_or(0);
+    for cf in cfs {
+        let handle = db
+            .cf_handle(cf)
+            .ok_or_else(|| EngineError::corrupt("store", format!("{cf} column family missing")))?;
+        for due in [
+            "rocksdb.mem-table-flush-pending",
+            "rocksdb.compaction-pending",
+        ] {
+            work += db.property_int_value_cf(handle, due)?.unwrap_or(0);
+        }
+    }
+    Ok(work)
 }
 
 fn refuse_foreign_layouts(dir: &Path) -> Result<(), EngineError> {
@@ -478,9 +493,8 @@ mod tests {
     fn tiered_flushes_wait_for_runs_of_their_size_until_eight_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(dir.path(), 1 << 20, ValueForm::Sealed).expect("store");
-        let tiered = [CF_STREAMS, CF_IDEMPOTENCY];
         let flush_overlapping = |flush: u32, flushes: u32| {
-            for cf in tiered {
+            for cf in TIERED_CFS {
                 let handle = db.cf_handle(cf).expect("column family");
                 // Keys across the whole range in every flush, as appends to many aggregates
                 // (or random idempotency keys) produce: each flushed file overlaps the others.
@@ -491,20 +505,9 @@ mod tests {
                 db.flush_cf(handle).expect("flush");
             }
         };
-        // Settled: no compaction running or due in either column family.
         let settle = |what: &str| {
-            let int = |value: Result<Option<u64>, rocksdb::Error>| {
-                value.expect("property").expect("value")
-            };
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            loop {
-                let pending = tiered.iter().any(|cf| {
-                    let handle = db.cf_handle(cf).expect("column family");
-                    int(db.property_int_value_cf(handle, "rocksdb.compaction-pending")) != 0
-                });
-                if !pending && int(db.property_int_value("rocksdb.num-running-compactions")) == 0 {
-                    return;
-                }
+            while background_work(&db, &TIERED_CFS).expect("properties") != 0 {
                 assert!(std::time::Instant::now() < deadline, "not settled {what}");
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -514,17 +517,15 @@ mod tests {
             flush_overlapping(flush, flushes);
         }
         settle("after six flushes");
-        for cf in tiered {
+        for cf in TIERED_CFS {
             assert_eq!(
                 sorted_runs(&db, cf).expect("runs"),
                 6,
                 "{cf} after six flushes"
             );
-        }
-        for (cf, runs_before_compaction) in TIERED_CFS {
             assert_eq!(
                 recorded_option(dir.path(), cf, "level0_file_num_compaction_trigger"),
-                runs_before_compaction.to_string(),
+                "8",
                 "{cf}"
             );
         }
@@ -533,7 +534,7 @@ mod tests {
             flush_overlapping(flush, flushes);
         }
         settle("after twelve flushes");
-        for cf in tiered {
+        for cf in TIERED_CFS {
             let runs = sorted_runs(&db, cf).expect("runs");
             assert!(
                 (1..8).contains(&runs),

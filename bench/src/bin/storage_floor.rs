@@ -35,7 +35,7 @@ use eventdbx::engine::keys::{
     META_COUNTERS,
 };
 use eventdbx::engine::options::DEFAULT_BLOCK_CACHE_BYTES;
-use eventdbx::engine::{open_raw_store, AppendRequest, NewEvent};
+use eventdbx::engine::{background_work, open_raw_store, AppendRequest, NewEvent};
 use eventdbx_bench::{issuer, median, open_engine, parse_flag, payload, AGGREGATES};
 use rocksdb::{ColumnFamily, WriteBatch, WriteOptions, DB};
 
@@ -190,27 +190,14 @@ fn process_cpu_seconds() -> Result<f64, String> {
 /// Waits until RocksDB has no flush or compaction pending or running; false on timeout.
 fn settle(db: &DB) -> Result<bool, String> {
     let deadline = Instant::now() + SETTLE_LIMIT;
-    let int = |value: Result<Option<u64>, rocksdb::Error>| -> Result<u64, String> {
-        Ok(value.map_err(|e| e.to_string())?.unwrap_or(0))
-    };
-    loop {
-        let mut busy = int(db.property_int_value("rocksdb.num-running-flushes"))?
-            + int(db.property_int_value("rocksdb.num-running-compactions"))?;
-        for name in [CF_EVENTS, CF_STREAMS, CF_AGGREGATES, CF_META] {
-            let cf = db
-                .cf_handle(name)
-                .ok_or(format!("no column family {name}"))?;
-            busy += int(db.property_int_value_cf(cf, "rocksdb.mem-table-flush-pending"))?
-                + int(db.property_int_value_cf(cf, "rocksdb.compaction-pending"))?;
-        }
-        if busy == 0 {
-            return Ok(true);
-        }
+    let cfs = [CF_EVENTS, CF_STREAMS, CF_AGGREGATES, CF_META];
+    while background_work(db, &cfs).map_err(|e| e.to_string())? != 0 {
         if Instant::now() >= deadline {
             return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    Ok(true)
 }
 
 /// Where the measured writes go: fresh event ids after the seeded ones, fresh stream
