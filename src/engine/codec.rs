@@ -64,12 +64,8 @@ impl<'a> Reader<'a> {
         Some(i64::from_be_bytes(self.array()?))
     }
 
-    pub fn str16(&mut self) -> Option<&'a str> {
-        let len = usize::from(self.u16()?);
-        std::str::from_utf8(self.take(len)?).ok()
-    }
-
-    /// A `u16`-length-prefixed field as bytes (what [`Self::str16`] reads, unchecked).
+    /// A `u16`-length-prefixed field as bytes (what [`put_str16`] wrote), not checked as
+    /// UTF-8: readers check text when they need a `str`.
     pub fn bytes16(&mut self) -> Option<&'a [u8]> {
         let len = usize::from(self.u16()?);
         self.take(len)

@@ -611,6 +611,13 @@ impl CompiledSchemaSet {
     pub fn aggregate(&self, name: &str) -> Option<&AggregateSchema> {
         self.aggregates.get(name)
     }
+
+    /// Whether some aggregate hides a payload field (reads must then redact its events).
+    pub fn hides_any_field(&self) -> bool {
+        self.aggregates
+            .values()
+            .any(|schema| !schema.hidden_fields.is_empty())
+    }
 }
 
 #[cfg(test)]

@@ -192,8 +192,10 @@ impl SchemaService {
     /// The schema as applied now, for redacting many events without taking the lock for
     /// each (a scan redacts with the schema it started under).
     pub fn redactor(&self) -> Redactor {
+        let set = self.applied.read().set.clone();
         Redactor {
-            set: self.applied.read().set.clone(),
+            hides_any_field: set.hides_any_field(),
+            set,
         }
     }
 
@@ -213,6 +215,9 @@ impl SchemaService {
 /// Redacts payloads with one applied schema (see [`SchemaService::redactor`]).
 pub struct Redactor {
     set: Arc<CompiledSchemaSet>,
+    /// False when no schema hides a field: each payload is then passed on without looking
+    /// up its type (or reading its name as text).
+    hides_any_field: bool,
 }
 
 impl Redactor {
@@ -220,9 +225,15 @@ impl Redactor {
     /// type hides nothing.
     pub fn payload<'a>(
         &self,
-        aggregate_type: &str,
+        aggregate_type: StoredText<'_>,
         payload_json: StoredText<'a>,
     ) -> Result<Cow<'a, [u8]>, Failure> {
+        if !self.hides_any_field {
+            return Ok(Cow::Borrowed(payload_json.as_bytes()));
+        }
+        let aggregate_type = aggregate_type
+            .to_str("event aggregate type")
+            .map_err(|e| engine_error(&e))?;
         match self.set.aggregate(aggregate_type) {
             Some(schema) if !schema.hidden_fields.is_empty() => {
                 let text = payload_json
@@ -244,5 +255,64 @@ fn strip(json_text: &str, hidden: &[String]) -> String {
             Value::Object(map).to_string()
         }
         _ => json_text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor(source: &str) -> Redactor {
+        let set = Arc::new(compile(source, "schema.dbx").expect("schema compiles"));
+        Redactor {
+            hides_any_field: set.hides_any_field(),
+            set,
+        }
+    }
+
+    const PERSON: &str = r#"{"name":"Ada","ssn":"123-45"}"#;
+
+    #[test]
+    fn payloads_are_redacted_only_for_types_that_hide_fields() {
+        let hiding = redactor(
+            r#"
+aggregate person {
+    hidden_fields = ["ssn"]
+    field name { type = "text" }
+    field ssn { type = "text" }
+    event person_created { fields = ["name", "ssn"] }
+}
+aggregate order {
+    field ssn { type = "text" }
+    event order_placed { fields = ["ssn"] }
+}
+"#,
+        );
+        let person = hiding
+            .payload(StoredText::from("person"), StoredText::from(PERSON))
+            .expect("redacts");
+        assert_eq!(&*person, br#"{"name":"Ada"}"#);
+        let order = hiding
+            .payload(StoredText::from("order"), StoredText::from(PERSON))
+            .expect("passes");
+        assert!(matches!(order, Cow::Borrowed(b) if b == PERSON.as_bytes()));
+        // With some type hiding fields, each event's type is read as text to look it up.
+        assert!(hiding
+            .payload(StoredText::new(b"\xFFerson"), StoredText::from(PERSON))
+            .is_err());
+
+        // With none, payloads pass as stored and their types are not read at all.
+        let plain = redactor(
+            r#"
+aggregate person {
+    field name { type = "text" }
+    event person_created { fields = ["name"] }
+}
+"#,
+        );
+        let passed = plain
+            .payload(StoredText::new(b"\xFFerson"), StoredText::from(PERSON))
+            .expect("passes");
+        assert!(matches!(passed, Cow::Borrowed(b) if b == PERSON.as_bytes()));
     }
 }

@@ -66,8 +66,10 @@ pub fn format_timestamptz(micros: i64) -> String {
     }
 }
 
-/// Appends one non-null value: its length, then its bytes.
-pub fn put_value(buf: &mut BytesMut, bytes: &[u8]) {
+/// Appends one non-null value: its length, then its bytes. Generic over the buffer so a
+/// scan can write rows into a `Vec<u8>`, whose small fixed-size writes inline (see
+/// `HistoryStream::next_chunk`).
+pub fn put_value<B: BufMut>(buf: &mut B, bytes: &[u8]) {
     buf.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
     buf.put_slice(bytes);
 }
@@ -97,8 +99,8 @@ pub fn encode_rows(
 /// Appends a row's values to `buf`. Text values go straight into the buffer: building each
 /// as its own `String` first cost a copy and an allocation per cell. With no types and
 /// formats given, every value is written in text format.
-pub fn encode_cells(
-    buf: &mut BytesMut,
+pub fn encode_cells<B: BufMut>(
+    buf: &mut B,
     cells: &[Cell],
     types: &[Type],
     formats: &[FieldFormat],
