@@ -181,12 +181,6 @@ impl<'a> StoredText<'a> {
 }
 
 /// Equal when the stored bytes are the text's: the way a scan matches a stored name.
-impl PartialEq<str> for StoredText<'_> {
-    fn eq(&self, text: &str) -> bool {
-        self.0 == text.as_bytes()
-    }
-}
-
 impl PartialEq<&str> for StoredText<'_> {
     fn eq(&self, text: &&str) -> bool {
         self.0 == text.as_bytes()
