@@ -1478,7 +1478,7 @@ impl HistoryStream {
 }
 
 /// Room past [`STREAM_CHUNK_BYTES`] in a chunk's buffer for the row that crosses it: typical
-/// events fit, and a larger one grows the buffer once.
+/// events fit; a larger row grows the buffer (by doubling) as a `Vec` does.
 const STREAM_CHUNK_HEADROOM_BYTES: usize = 16 * 1024;
 
 /// The rows encoded back to back in `encoded`, ending at `row_ends`, as messages that share
