@@ -21,14 +21,21 @@ history holds (32 MiB by default), so RocksDB's scan and opening sealed values a
 measures.
 
 A binary may carry environment settings for its server: `path/to/dbx@TOKIO_WORKER_THREADS=1`.
+
+`--perf DIR` adds, after the measured rounds, one more run of the load per binary during
+which `perf record` samples that binary's server (call graphs through DWARF), so the
+profile leaves the rounds' figures alone. It writes DIR/<n>-<binary name>.perf.data;
+read it with `perf report -i FILE --no-children --sort symbol`.
 """
 
 import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seeding)
@@ -76,6 +83,29 @@ def run_pgbench(server, base, step, args):
     return rate, server_us, client_us
 
 
+# Sampling rate and stack bytes of a profile: the rate keeps perf's own CPU small on two cores,
+# and 16 KiB of stack is enough to unwind through tokio's poll frames to the handlers.
+PERF_FREQUENCY_HZ = 1999
+PERF_STACK_BYTES = 16384
+# Seconds into the profiled run before sampling starts: past pgbench's connection set-up.
+PERF_START_DELAY_S = 1.0
+
+
+def profile(server, base, step, args, out):
+    """One more run of the load while perf samples the server for all but its first second."""
+    seconds = max(1.0, args.seconds - PERF_START_DELAY_S - 0.5)
+    command = ["perf", "record", "-q", "-F", str(PERF_FREQUENCY_HZ),
+               "--call-graph", f"dwarf,{PERF_STACK_BYTES}", "-p", str(server.pid()),
+               "-o", out, "--", "sleep", f"{seconds:.1f}"]
+    recorder = threading.Timer(PERF_START_DELAY_S, subprocess.run, args=(command,),
+                               kwargs={"check": True, "stdout": subprocess.DEVNULL})
+    recorder.start()
+    try:
+        return run_pgbench(server, base, step, args)
+    finally:
+        recorder.join()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encrypted", action="store_true", help="stores sealed at rest")
@@ -83,8 +113,13 @@ def main():
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--perf", metavar="DIR", help="profile each server in one more run")
     parser.add_argument("dbx", nargs="+")
     args = parser.parse_args()
+    if args.perf:
+        if shutil.which("perf") is None:
+            parser.error("--perf needs perf (apt-get install linux-perf)")
+        os.makedirs(args.perf, exist_ok=True)
     servers = []
     try:
         for binary in args.dbx:
@@ -102,6 +137,13 @@ def main():
                   f"server {statistics.median(server_us):.1f} µs CPU per transaction "
                   f"(runs {', '.join(f'{u:.0f}' for u in server_us)}), "
                   f"pgbench {statistics.median(client_us):.1f} µs")
+        if args.perf:
+            for index, (binary, server, _root, base, step) in enumerate(servers):
+                name = os.path.basename(binary.partition("@")[0])
+                out = os.path.join(args.perf, f"{index}-{name}.perf.data")
+                rate, server_us, _client_us = profile(server, base, step, args, out)
+                print(f"{binary}: profiled at {rate:,.0f}/s, {server_us:.1f} µs per "
+                      f"transaction: {out}")
     finally:
         for _binary, server, root, _base, _step in servers:
             server.stop()
