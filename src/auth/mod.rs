@@ -178,6 +178,16 @@ fn glob_matches_bytes(p: &[u8], t: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn principal(actions: &[Action], resources: &[&str]) -> Principal {
+        Principal {
+            token_id: "t".into(),
+            group: "ops".into(),
+            user: "alice".into(),
+            actions: actions.to_vec(),
+            resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
     #[test]
     fn globs() {
         assert!(glob_matches("*", "aggregate:order:o-1"));
@@ -211,13 +221,7 @@ mod tests {
 
     #[test]
     fn principals_check_actions_and_resources() {
-        let p = Principal {
-            token_id: "t".into(),
-            group: "ops".into(),
-            user: "alice".into(),
-            actions: vec![Action::AggregateRead],
-            resources: vec!["aggregate:order:*".into()],
-        };
+        let p = principal(&[Action::AggregateRead], &["aggregate:order:*"]);
         assert!(p.allows(Action::AggregateRead, Some(("order", "o-1"))));
         assert!(!p.allows(Action::AggregateRead, Some(("person", "p"))));
         assert!(!p.allows(Action::AggregateAppend, Some(("order", "o-1"))));
@@ -245,13 +249,7 @@ mod tests {
             ("", ""),
         ];
         for resources in grants {
-            let p = Principal {
-                token_id: "t".into(),
-                group: "ops".into(),
-                user: "alice".into(),
-                actions: vec![Action::OutboxRead],
-                resources: resources.iter().map(|r| (*r).to_owned()).collect(),
-            };
+            let p = principal(&[Action::OutboxRead], &resources);
             for (ty, id) in names {
                 for action in [Action::OutboxRead, Action::AggregateRead] {
                     assert_eq!(
@@ -263,13 +261,7 @@ mod tests {
             }
         }
         // Bytes that are not text still match a glob byte for byte.
-        let p = Principal {
-            token_id: "t".into(),
-            group: "ops".into(),
-            user: "alice".into(),
-            actions: vec![Action::OutboxRead],
-            resources: vec!["aggregate:order:*".into()],
-        };
+        let p = principal(&[Action::OutboxRead], &["aggregate:order:*"]);
         assert!(p.allows_stored(Action::OutboxRead, Some((b"order", b"\xFF"))));
         assert!(!p.allows_stored(Action::OutboxRead, Some((b"\xFFrder", b"o-1"))));
     }

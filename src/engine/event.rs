@@ -388,17 +388,23 @@ mod tests {
         assert!(Event::decode_stored(&longer).is_err());
     }
 
+    /// `stored` with the byte `offset` into the first `needle` replaced by 0xFF, which no
+    /// UTF-8 text holds.
+    fn with_byte_not_utf8(mut stored: Vec<u8>, needle: &[u8], offset: usize) -> Vec<u8> {
+        let at = stored
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("needle in the record");
+        stored[at + offset] = 0xFF;
+        stored
+    }
+
     #[test]
     fn stored_text_is_checked_only_when_read_as_text() {
         let mut event = sample();
         event.payload_json = r#"{"status":"paid"}"#.into();
-        let mut stored = event.encode_stored();
-        // The payload's `"paid"`, not the event type's `order_paid`.
-        let at = 1 + stored
-            .windows(5)
-            .position(|w| w == b"\"paid")
-            .expect("payload in the record");
-        stored[at] = 0xFF;
+        // The payload's `"paid"` (its `p`), not the event type's `order_paid`.
+        let stored = with_byte_not_utf8(event.encode_stored(), b"\"paid", 1);
         // A scan copying the payload to the wire takes the bytes as stored ...
         let view = EventView::decode_stored(&stored).expect("decodes in place");
         assert_eq!(view.payload_json.as_bytes(), b"{\"status\":\"\xFFaid\"}");
@@ -412,13 +418,8 @@ mod tests {
 
     #[test]
     fn names_are_checked_only_when_read_as_text() {
-        let mut stored = sample().encode_stored();
         // The aggregate id's `order-42`: its first byte, inside the record's names.
-        let at = stored
-            .windows(8)
-            .position(|w| w == b"order-42")
-            .expect("aggregate id in the record");
-        stored[at] = 0xFF;
+        let stored = with_byte_not_utf8(sample().encode_stored(), b"order-42", 0);
         // A scan compares and copies names as the bytes stored ...
         let view = EventView::decode_stored(&stored).expect("decodes in place");
         assert_eq!(view.aggregate_id.as_bytes(), b"\xFFrder-42");

@@ -278,8 +278,9 @@ const TIERED_MIN_MERGE_WIDTH: i32 = 2;
 /// doubling of the column family (while it may keep a run per doubling). The cost is read
 /// amplification: a stream scan seeks in each sorted run and an idempotency lookup asks
 /// each run's filter (up to `TIERED_RUNS_BEFORE_COMPACTION`); both load only one index and
-/// one filter partition per run (see `METADATA_BLOCK_BYTES`). `events` keys rise with time (new files move down without a
-/// rewrite) and `aggregates` rewrites a bounded set of records, so leveled suits them.
+/// one filter partition per run (see `METADATA_BLOCK_BYTES`). `events` keys rise with time
+/// (new files move down without a rewrite) and `aggregates` rewrites a bounded set of
+/// records, so leveled suits them.
 ///
 /// A store written with these column families leveled opens as is: each of their levels is
 /// one sorted run.

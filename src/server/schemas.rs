@@ -192,11 +192,7 @@ impl SchemaService {
     /// The schema as applied now, for redacting many events without taking the lock for
     /// each (a scan redacts with the schema it started under).
     pub fn redactor(&self) -> Redactor {
-        let set = self.applied.read().set.clone();
-        Redactor {
-            hides_any_field: set.hides_any_field(),
-            set,
-        }
+        Redactor::new(self.applied.read().set.clone())
     }
 
     /// The state without hidden fields.
@@ -221,6 +217,13 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    fn new(set: Arc<CompiledSchemaSet>) -> Self {
+        Redactor {
+            hides_any_field: set.hides_any_field(),
+            set,
+        }
+    }
+
     /// A payload of the type without its hidden fields; borrowed (and not read) when the
     /// type hides nothing.
     pub fn payload<'a>(
@@ -263,11 +266,9 @@ mod tests {
     use super::*;
 
     fn redactor(source: &str) -> Redactor {
-        let set = Arc::new(compile(source, "schema.dbx").expect("schema compiles"));
-        Redactor {
-            hides_any_field: set.hides_any_field(),
-            set,
-        }
+        Redactor::new(Arc::new(
+            compile(source, "schema.dbx").expect("schema compiles"),
+        ))
     }
 
     const PERSON: &str = r#"{"name":"Ada","ssn":"123-45"}"#;
