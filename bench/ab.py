@@ -34,7 +34,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,8 +46,7 @@ PAGE_EVENTS = 1_000
 
 def start(binary, encrypted, load):
     path, _, settings = binary.partition("@")
-    root = tempfile.mkdtemp(prefix="edbx-ab-")
-    os.chmod(root, 0o755)
+    root = sbs.scratch_root("edbx-ab-")
     saved = dict(os.environ)
     for setting in filter(None, settings.split(",")):
         name, value = setting.split("=", 1)

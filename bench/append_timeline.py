@@ -36,7 +36,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -174,10 +173,8 @@ def main():
     parser.add_argument("--eventdbx-only", action="store_true")
     parser.add_argument("dbx")
     args = parser.parse_args()
-    if shutil.which("perf") is None:
-        raise SystemExit("perf not found (Debian: apt-get install linux-perf)")
-    root = tempfile.mkdtemp(prefix="edbx-timeline-")
-    os.chmod(root, 0o755)
+    sbs.require_perf()
+    root = sbs.scratch_root("edbx-timeline-")
     # Per server, one entry per run: (untraced rate, traced rate, {part: median seconds}).
     results, floors, servers = collections.OrderedDict(), [], []
     try:

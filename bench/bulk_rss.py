@@ -13,7 +13,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -24,8 +23,7 @@ import side_by_side as sbs  # noqa: E402  (the harness's server wrapper)
 
 
 def measure(dbx, loaders, statements, rows):
-    root = tempfile.mkdtemp(prefix="edbx-bulk-rss-")
-    os.chmod(root, 0o755)
+    root = sbs.scratch_root("edbx-bulk-rss-")
     server = sbs.EventDBX(root, dbx, encryption=False)
     try:
         pid = server.pid()

@@ -15,7 +15,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +39,7 @@ def main():
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("dbx")
     args = parser.parse_args()
-    root = tempfile.mkdtemp(prefix="edbx-cli-")
-    os.chmod(root, 0o755)
+    root = sbs.scratch_root("edbx-cli-")
     server = None
     try:
         server = sbs.EventDBX(root, args.dbx)

@@ -31,7 +31,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seeding)
@@ -160,10 +159,8 @@ def main():
     parser.add_argument("--plaintext", action="store_true", help="a store not sealed at rest")
     parser.add_argument("dbx")
     args = parser.parse_args()
-    if shutil.which("perf") is None:
-        raise SystemExit("perf not found (Debian: apt-get install linux-perf)")
-    root = tempfile.mkdtemp(prefix="edbx-cycle-")
-    os.chmod(root, 0o755)
+    sbs.require_perf()
+    root = sbs.scratch_root("edbx-cycle-")
     server = sbs.EventDBX(root, args.dbx, encryption=not args.plaintext)
     data = os.path.join(root, "cycle.data")
     try:

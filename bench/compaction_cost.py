@@ -90,8 +90,7 @@ def seed_keyed(server, events):
 
 
 def seed(args):
-    root = tempfile.mkdtemp(prefix="edbx-compaction-seed-", dir=os.path.dirname(os.path.abspath(args.dir)))
-    os.chmod(root, 0o755)
+    root = sbs.scratch_root("edbx-compaction-seed-", os.path.dirname(os.path.abspath(args.dir)))
     try:
         server = sbs.EventDBX(root, args.dbx, encryption=True)
         try:

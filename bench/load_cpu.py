@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,8 +32,7 @@ def main():
     args = parser.parse_args()
     for _ in range(args.rounds):
         for dbx in args.dbx:
-            root = tempfile.mkdtemp(prefix="edbx-loadcpu-")
-            os.chmod(root, 0o755)
+            root = sbs.scratch_root("edbx-loadcpu-")
             server = sbs.EventDBX(root, dbx, encryption=not args.no_encryption)
             try:
                 pid = server.pid()

@@ -35,6 +35,21 @@ PAYLOAD = ('{"status":"paid","amount":"12.50","customer":"customer-0042","note":
            + "0123456789" * 17 + '0"}')
 
 
+def scratch_root(prefix, parent=None):
+    """A fresh directory for one measurement's servers. `mkdtemp` makes it private to root;
+    PostgreSQL's tools run as the `postgres` user and must reach its `pg` folder (see
+    `Postgres`), so others may enter it."""
+    root = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(root, 0o755)
+    return root
+
+
+def require_perf():
+    """Stops with one line when perf, which the tracing tools drive, is not installed."""
+    if shutil.which("perf") is None:
+        raise SystemExit("perf not found (Debian: apt-get install linux-perf)")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -392,8 +407,7 @@ def main():
                  f"--seed-events {SEED_EVENTS}; use --eventdbx-only for other history sizes")
     shared = os.path.join(args.repo, "..", "shared", "bench")
     scripts = os.path.join(args.repo, "bench", "pgbench")
-    root = tempfile.mkdtemp(prefix="edbx-bench-")
-    os.chmod(root, 0o755)
+    root = scratch_root("edbx-bench-")
     pg = edbx = None
     try:
         floor = fdatasync_floor(root)
