@@ -21,16 +21,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402
 
 # What a user types, in the order they would; `{i}` differs from run to run so that each
-# apply creates or extends its own aggregate.
+# apply creates or extends its own aggregate. The reads name `order-0`, which the first
+# apply creates, so that one run (`--runs 1`) has it too.
 COMMANDS = [
     ("dbx --version (process start-up only)", ["--version"]),
     ("dbx aggregate apply (one durable event)",
      ["aggregate", "apply", "order", "order-{i}", "order_paid", "--field", "status=paid"]),
-    ("dbx aggregate get", ["aggregate", "get", "order", "order-1"]),
+    ("dbx aggregate get", ["aggregate", "get", "order", "order-0"]),
     ("dbx aggregate list", ["aggregate", "list", "order"]),
     ("dbx events list", ["events", "list", "--take", "100"]),
     ("dbx aggregate verify (recomputes the Merkle root)",
-     ["aggregate", "verify", "order", "order-1"]),
+     ["aggregate", "verify", "order", "order-0"]),
 ]
 
 
