@@ -3,6 +3,7 @@
 reads (1 and 32 clients), outbox pages of 1,000 events (over the seeded history, and among
 the newest 50,000 events), the fdatasync floor, the peak RSS of
 both servers, and the CPU time each transaction costs the server and the client (pgbench).
+With --bound, also the rate an ideal server would reach at 32 clients in each run (below).
 Standard library only. See bench/run.sh and docs/BENCHMARKS.md."""
 
 import argparse
@@ -379,6 +380,43 @@ def pgbench(env, script, clients, seconds, extra=(), server_cpu=None):
             server_seconds * 1e6 / transactions, client_seconds * 1e6 / transactions)
 
 
+APPENDS_32 = "durable appends/s, 32 clients"
+SELECT_1 = "wire ceiling: SELECT 1/s, 32 clients"
+
+
+def ideal_bound(r, results, cpu, cores, pg, grouped_us):
+    """The rate at which an ideal server, doing nothing but the wire protocol and RocksDB's
+    write, would keep every core busy at 32 clients in run `r`: the cores over the CPU per
+    append of pgbench (against EventDBX), of a bare protocol round trip (EventDBX's server on
+    SELECT 1) and of RocksDB's synced write grouped 32 at a time. Real servers add parsing,
+    checks, hashing and hand-offs on top, and never keep every core busy, so it bounds from
+    above what any server could reach against this harness on this machine; the eighth pass
+    in docs/BENCHMARKS.md derived it. Printed per run and returned."""
+    client_us = cpu[APPENDS_32][1][-1]
+    protocol_us = cpu[SELECT_1][0][-1]
+    bound = cores * 1e6 / (client_us + protocol_us + grouped_us)
+    line = (f"run {r}: ideal server at 32 clients: {bound:,.0f} appends/s = {cores} cores ÷ "
+            f"(pgbench {client_us:.1f} + SELECT 1's server {protocol_us:.1f} + RocksDB's "
+            f"grouped write {grouped_us:.1f} µs per append); EventDBX reached "
+            f"{results[APPENDS_32][0][-1] / bound:.0%} of it")
+    if pg:
+        line += f"; {bound / results[APPENDS_32][1][-1]:.2f}x PostgreSQL's rate in this run"
+    print(line, file=sys.stderr)
+    return bound
+
+
+def grouped_write_cpu(floor_bin, directory, seconds, encrypted):
+    """CPU µs per append of RocksDB alone writing what the committer writes for a group of 32
+    single-event appends, synced, with EventDBX's options (bench/src/bin/storage_floor.rs),
+    on a fresh store seeded with the default history."""
+    out = run([floor_bin, "--runs", "1", "--seconds", str(seconds), "--phases", "groups-32",
+               "--encryption", "on" if encrypted else "off", "--dir", directory]).stdout
+    m = re.search(r"^\| groups of 32 \| [0-9]+ \| ([0-9.]+) \|", out, re.MULTILINE)
+    if not m:
+        raise SystemExit(f"storage_floor printed no 'groups of 32' row:\n{out[-2000:]}")
+    return float(m.group(1))
+
+
 def fdatasync_floor(directory):
     out = run([f"{PG_BIN}/pg_test_fsync", "-s", "2", "-f", os.path.join(directory, "fsync.test")]).stdout
     m = re.search(r"fdatasync\s+([0-9.,]+) ops/sec", out)
@@ -398,7 +436,15 @@ def main():
     ap.add_argument("--eventdbx-only", action="store_true",
                     help="skip PostgreSQL (scale runs: seeding it with millions of events "
                          "through append_event takes longer than the measurement)")
+    ap.add_argument("--bound", action="store_true",
+                    help="in every run, also bound what an ideal server could reach at 32 "
+                         "clients: the cores divided by the CPU per append of pgbench, of a "
+                         "server's bare protocol round trip (EventDBX's SELECT 1) and of "
+                         "RocksDB's grouped synced write (storage_floor, beside --dbx)")
     args = ap.parse_args()
+    floor_bin = os.path.join(os.path.dirname(os.path.abspath(args.dbx)), "storage_floor")
+    if args.bound and not os.access(floor_bin, os.X_OK):
+        ap.error(f"--bound needs {floor_bin} (cargo build -p eventdbx-bench --bin storage_floor)")
     if not args.eventdbx_only and args.seed_events != SEED_EVENTS:
         # Comparing outbox pages against a history where most of PostgreSQL's pages would be
         # short or empty would flatter it; refuse rather than print a meaningless ratio.
@@ -426,7 +472,7 @@ def main():
         outbox = outbox_args(base, step, max(1, args.seed_events - 1_000))
         measures = [
             ("durable appends/s, 1 client", "pg_append.pgbench", "append.pgbench", 1, ()),
-            ("durable appends/s, 32 clients", "pg_append.pgbench", "append.pgbench", 32, ()),
+            (APPENDS_32, "pg_append.pgbench", "append.pgbench", 32, ()),
             ("state reads/s, 1 client", "pg_get.pgbench", "get.pgbench", 1, ()),
             ("state reads/s, 32 clients", "pg_get.pgbench", "get.pgbench", 32, ()),
             ("outbox pages/s (1,000 events), 1 client", "pg_outbox.pgbench", "outbox.pgbench", 1,
@@ -436,7 +482,7 @@ def main():
             (f"outbox pages/s (1,000 events) among the newest {RECENT_EVENTS:,}, 1 client",
              "pg_outbox_recent.pgbench", "outbox_recent.pgbench", 1,
              RecentWindow(edbx, pg, args.seed_events)),
-            ("wire ceiling: SELECT 1/s, 32 clients", "select1.pgbench", "select1.pgbench", 32, ()),
+            (SELECT_1, "select1.pgbench", "select1.pgbench", 32, ()),
         ]
         results = {m[0]: ([], [], [], []) for m in measures}
         # CPU µs per transaction: EventDBX server, pgbench against it, PostgreSQL, pgbench.
@@ -446,6 +492,9 @@ def main():
         # 11,500/s between invocations here): it is read again in every run, so the
         # 1-client append is set against the floor of its own run.
         floors = [floor]
+        # --bound: the ideal server's rate per run (appends/s), with its three parts.
+        bounds = []
+        cores = os.cpu_count() or 1
         for r in range(args.runs):
             if r > 0:
                 floors.append(fdatasync_floor(root))
@@ -487,6 +536,9 @@ def main():
                 if pg:
                     line += f", ratio {results[name][0][-1] / results[name][1][-1]:.2f}"
                 print(line, file=sys.stderr)
+            if args.bound:
+                bounds.append(ideal_bound(r, results, cpu, cores, pg, grouped_write_cpu(
+                    floor_bin, root, args.seconds, not args.no_encryption)))
         history = (f"{args.seed_events:,} events stored before the first run; EventDBX "
                    + ("plaintext" if args.no_encryption else "encrypted at rest (the default)"))
         if pg:
@@ -506,6 +558,16 @@ def main():
                       f"({statistics.median(pl):.2f} ms) | {statistics.median(ratios):.2f}x |")
             else:
                 print(f"| {name} | {cell} |")
+        if bounds:
+            reached = statistics.median(e / b for e, b in zip(results[APPENDS_32][0], bounds))
+            line = (f"| ideal server, appends/s at 32 clients (per run: {cores} cores ÷ the CPU "
+                    f"µs per append of pgbench, SELECT 1's server and RocksDB's grouped write; "
+                    f"median) | {statistics.median(bounds):,.0f} (EventDBX reached "
+                    f"{reached:.0%} of it) |")
+            if pg:
+                over_pg = statistics.median(b / p for b, p in zip(bounds, results[APPENDS_32][1]))
+                line += f" | {over_pg:.2f}x |"
+            print(line)
         print(f"| fdatasync/s (pg_test_fsync, the floor; median of one reading per run) | "
               f"{statistics.median(floors):,.0f} |" + (" | |" if pg else ""))
         # Each run's 1-client append latency in that run's fdatasyncs (the issue's "within 2x
@@ -524,7 +586,6 @@ def main():
         print(f"| data directory after the runs, MiB | {dir_mib(os.path.join(edbx.dir, '.dbx')):,.0f} |"
               + (" | |" if pg else ""))
         print()
-        cores = os.cpu_count() or 1
         print(f"| CPU per transaction, µs (user + system, every thread and process; median of "
               f"{args.runs} runs; {cores} cores) | EventDBX server | pgbench, against EventDBX"
               + (" | PostgreSQL server | pgbench, against PostgreSQL |" if pg else " |"))

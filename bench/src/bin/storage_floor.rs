@@ -23,7 +23,10 @@
 //! can reach over the wire on this machine.
 //!
 //! `cargo run -p eventdbx-bench --bin storage_floor -- [--runs N] [--seconds S]
-//! [--seed-events N] [--encryption on|off] [--dir PATH]`
+//! [--seed-events N] [--encryption on|off] [--dir PATH] [--phases ID,ID,...]`
+//!
+//! `--phases` runs only the named phases (ids in [`PHASES`]); `bench/run.sh --bound` runs
+//! `groups-32` in every run of the side-by-side harness.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,12 +52,40 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Writers in the seeding phase: enough for group commit to fill the store quickly.
 const SEED_WRITERS: u64 = 32;
 
+/// Every phase: its id for `--phases`, its name in the output, its shape, and whether each
+/// append also reads the aggregate's record.
+const PHASES: [(&str, &str, Shape, bool); 6] = [
+    ("groups-1", "groups of 1", Shape::Groups(1), false),
+    ("groups-32", "groups of 32", Shape::Groups(32), false),
+    (
+        "groups-32-read",
+        "groups of 32 +read",
+        Shape::Groups(32),
+        true,
+    ),
+    (
+        "threads-32",
+        "32 threads, own writes",
+        Shape::Threads(32),
+        false,
+    ),
+    (
+        "threads-32-read",
+        "32 threads, own writes +read",
+        Shape::Threads(32),
+        true,
+    ),
+    ("groups-256", "groups of 256", Shape::Groups(256), false),
+];
+
 struct Args {
     runs: usize,
     seconds: f64,
     seed_events: u64,
     encrypted: bool,
     dir: Option<PathBuf>,
+    /// Indexes into [`PHASES`], in its order.
+    phases: Vec<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
         seed_events: 100_000,
         encrypted: true,
         dir: None,
+        phases: (0..PHASES.len()).collect(),
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -80,6 +112,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--dir" => args.dir = Some(PathBuf::from(value)),
+            "--phases" => args.phases = parse_phases(&value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -87,6 +120,27 @@ fn parse_args() -> Result<Args, String> {
         return Err("--runs and --seconds must be positive".into());
     }
     Ok(args)
+}
+
+/// The phases named in a comma-separated list of ids, in [`PHASES`]' order.
+fn parse_phases(list: &str) -> Result<Vec<usize>, String> {
+    let mut chosen = Vec::new();
+    for id in list.split(',').map(str::trim) {
+        let index = PHASES
+            .iter()
+            .position(|phase| phase.0 == id)
+            .ok_or_else(|| {
+                let ids: Vec<&str> = PHASES.iter().map(|phase| phase.0).collect();
+                format!(
+                    "--phases: no phase {id:?}; the phases are {}",
+                    ids.join(", ")
+                )
+            })?;
+        chosen.push(index);
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    Ok(chosen)
 }
 
 /// Fills a fresh store in `dir` through the engine, then closes it.
@@ -366,14 +420,12 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let phases: [(&str, Shape, bool); 6] = [
-        ("groups of 1", Shape::Groups(1), false),
-        ("groups of 32", Shape::Groups(32), false),
-        ("groups of 32 +read", Shape::Groups(32), true),
-        ("32 threads, own writes", Shape::Threads(32), false),
-        ("32 threads, own writes +read", Shape::Threads(32), true),
-        ("groups of 256", Shape::Groups(256), false),
-    ];
+    let phases: Vec<(&str, Shape, bool)> = args
+        .phases
+        .iter()
+        .filter_map(|&index| PHASES.get(index))
+        .map(|&(_, name, shape, read)| (name, shape, read))
+        .collect();
     let mut rates = vec![Vec::new(); phases.len()];
     let mut costs = vec![Vec::new(); phases.len()];
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
