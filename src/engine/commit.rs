@@ -172,14 +172,15 @@ impl Working {
         }
     }
 
-    fn from_record(record: &AggregateRecord) -> Result<Self, EngineError> {
+    fn from_record(record: AggregateRecord) -> Result<Self, EngineError> {
+        let state = record.state()?;
         Ok(Self {
             version: record.version,
             last_event_id: record.last_event_id,
             created_at_micros: record.created_at_micros,
             updated_at_micros: record.updated_at_micros,
-            frontier: record.frontier.clone(),
-            state: record.state()?,
+            frontier: record.frontier,
+            state,
         })
     }
 }
@@ -202,7 +203,10 @@ struct StagedEvent {
 struct Group {
     aggregates: HashMap<AggKey, Working>,
     idempotency: HashMap<String, ([u8; 32], Vec<u64>)>,
-    events: HashMap<u64, Event>,
+    /// The events of this group's requests that carry an idempotency key: a retry of one
+    /// within the same group is answered from here, since they are not stored yet. Nothing
+    /// else reads them, so other requests' events are not copied here.
+    keyed_events: HashMap<u64, Event>,
     /// The plaintext stored value of every event in `batch`, in id order, for the tail.
     opened: Vec<(u64, Vec<u8>)>,
     /// Every aggregate record in `batch` (key, plaintext), in staging order, for the cache
@@ -403,7 +407,7 @@ impl Committer {
             .records
             .read(&self.parts.db, &self.parts.cipher, &record_key)?
         {
-            Some(record) => Working::from_record(&record),
+            Some(record) => Working::from_record(record),
             None => Ok(Working::empty()),
         }
     }
@@ -640,7 +644,9 @@ impl Committer {
                 group.batch.put_cf(snapshots_cf, &stream_key, snapshot);
             }
             group.opened.push((event.event_id, opened));
-            group.events.insert(event.event_id, event.clone());
+            if idempotency.is_some() {
+                group.keyed_events.insert(event.event_id, event.clone());
+            }
             outcome.push(event);
         }
         for (key, working, record_key, plain, sealed) in records {
@@ -695,7 +701,7 @@ impl Committer {
         }
         let mut events = Vec::with_capacity(ids.len());
         for id in ids {
-            let event = match group.events.get(&id) {
+            let event = match group.keyed_events.get(&id) {
                 Some(event) => event.clone(),
                 None => match self.parts.cipher.get(
                     &self.parts.db,
@@ -927,7 +933,8 @@ mod tests {
         assert!(!k3.replayed);
         let in_group_retry = second[3].as_ref().expect("k3 retried in its group");
         assert!(in_group_retry.replayed);
-        assert_eq!(ids(in_group_retry), ids(k3));
+        // Answered from the group's copy of the keyed events (not stored yet): whole events.
+        assert_eq!(in_group_retry.events, k3.events);
         assert_eq!(ids(second[4].as_ref().expect("k1 again")), ids(k1));
         assert!(!second[5].as_ref().expect("k4 appended").replayed);
 
