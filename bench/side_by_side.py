@@ -492,7 +492,7 @@ def main():
         # 11,500/s between invocations here): it is read again in every run, so the
         # 1-client append is set against the floor of its own run.
         floors = [floor]
-        # --bound: the ideal server's rate per run (appends/s), with its three parts.
+        # --bound: the ideal server's rate in each run, appends/s (its parts are printed per run).
         bounds = []
         cores = os.cpu_count() or 1
         for r in range(args.runs):
