@@ -52,30 +52,55 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Writers in the seeding phase: enough for group commit to fill the store quickly.
 const SEED_WRITERS: u64 = 32;
 
-/// Every phase: its id for `--phases`, its name in the output, its shape, and whether each
-/// append also reads the aggregate's record.
-const PHASES: [(&str, &str, Shape, bool); 6] = [
-    ("groups-1", "groups of 1", Shape::Groups(1), false),
-    ("groups-32", "groups of 32", Shape::Groups(32), false),
-    (
-        "groups-32-read",
-        "groups of 32 +read",
-        Shape::Groups(32),
-        true,
-    ),
-    (
-        "threads-32",
-        "32 threads, own writes",
-        Shape::Threads(32),
-        false,
-    ),
-    (
-        "threads-32-read",
-        "32 threads, own writes +read",
-        Shape::Threads(32),
-        true,
-    ),
-    ("groups-256", "groups of 256", Shape::Groups(256), false),
+/// One measured phase of a run.
+struct Phase {
+    /// Its name for `--phases`.
+    id: &'static str,
+    /// Its name in the output.
+    name: &'static str,
+    shape: Shape,
+    /// Whether each append also reads the aggregate's record.
+    read: bool,
+}
+
+/// Every phase, in the order a run measures them.
+const PHASES: [Phase; 6] = [
+    Phase {
+        id: "groups-1",
+        name: "groups of 1",
+        shape: Shape::Groups(1),
+        read: false,
+    },
+    Phase {
+        id: "groups-32",
+        name: "groups of 32",
+        shape: Shape::Groups(32),
+        read: false,
+    },
+    Phase {
+        id: "groups-32-read",
+        name: "groups of 32 +read",
+        shape: Shape::Groups(32),
+        read: true,
+    },
+    Phase {
+        id: "threads-32",
+        name: "32 threads, own writes",
+        shape: Shape::Threads(32),
+        read: false,
+    },
+    Phase {
+        id: "threads-32-read",
+        name: "32 threads, own writes +read",
+        shape: Shape::Threads(32),
+        read: true,
+    },
+    Phase {
+        id: "groups-256",
+        name: "groups of 256",
+        shape: Shape::Groups(256),
+        read: false,
+    },
 ];
 
 struct Args {
@@ -84,8 +109,8 @@ struct Args {
     seed_events: u64,
     encrypted: bool,
     dir: Option<PathBuf>,
-    /// Indexes into [`PHASES`], in its order.
-    phases: Vec<usize>,
+    /// The phases to measure, in [`PHASES`]' order.
+    phases: Vec<&'static Phase>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -95,7 +120,7 @@ fn parse_args() -> Result<Args, String> {
         seed_events: 100_000,
         encrypted: true,
         dir: None,
-        phases: (0..PHASES.len()).collect(),
+        phases: PHASES.iter().collect(),
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -123,24 +148,22 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// The phases named in a comma-separated list of ids, in [`PHASES`]' order.
-fn parse_phases(list: &str) -> Result<Vec<usize>, String> {
-    let mut chosen = Vec::new();
-    for id in list.split(',').map(str::trim) {
-        let index = PHASES
-            .iter()
-            .position(|phase| phase.0 == id)
-            .ok_or_else(|| {
-                let ids: Vec<&str> = PHASES.iter().map(|phase| phase.0).collect();
-                format!(
-                    "--phases: no phase {id:?}; the phases are {}",
-                    ids.join(", ")
-                )
-            })?;
-        chosen.push(index);
+fn parse_phases(list: &str) -> Result<Vec<&'static Phase>, String> {
+    let ids: Vec<&str> = list.split(',').map(str::trim).collect();
+    if let Some(unknown) = ids
+        .iter()
+        .find(|id| !PHASES.iter().any(|phase| phase.id == **id))
+    {
+        let known: Vec<&str> = PHASES.iter().map(|phase| phase.id).collect();
+        return Err(format!(
+            "--phases: no phase {unknown:?}; the phases are {}",
+            known.join(", ")
+        ));
     }
-    chosen.sort_unstable();
-    chosen.dedup();
-    Ok(chosen)
+    Ok(PHASES
+        .iter()
+        .filter(|phase| ids.contains(&phase.id))
+        .collect())
 }
 
 /// Fills a fresh store in `dir` through the engine, then closes it.
@@ -420,12 +443,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let phases: Vec<(&str, Shape, bool)> = args
-        .phases
-        .iter()
-        .filter_map(|&index| PHASES.get(index))
-        .map(|&(_, name, shape, read)| (name, shape, read))
-        .collect();
+    let phases = &args.phases;
     let mut rates = vec![Vec::new(); phases.len()];
     let mut costs = vec![Vec::new(); phases.len()];
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -454,10 +472,18 @@ fn run() -> Result<(), String> {
             mean_len(&samples.events),
             mean_len(&samples.aggregates),
         );
-        for (index, (name, shape, read)) in phases.iter().enumerate() {
-            let outcome = run_phase(&db, &samples, &cursor, *shape, *read, args.seconds)?;
+        for (index, phase) in phases.iter().enumerate() {
+            let outcome = run_phase(
+                &db,
+                &samples,
+                &cursor,
+                phase.shape,
+                phase.read,
+                args.seconds,
+            )?;
             eprintln!(
-                "run {run}: {name}: {:.0} appends/s, {:.1} µs CPU per append{}",
+                "run {run}: {}: {:.0} appends/s, {:.1} µs CPU per append{}",
+                phase.name,
                 outcome.appends_per_second,
                 outcome.cpu_micros_per_append,
                 if outcome.settled {
@@ -479,10 +505,11 @@ fn run() -> Result<(), String> {
         args.seconds
     );
     println!("| --- | --- | --- | --- |");
-    for (index, (name, _, _)) in phases.iter().enumerate() {
+    for (index, phase) in phases.iter().enumerate() {
         let cost = median(&mut costs[index]);
         println!(
-            "| {name} | {:.0} | {:.1} | {:.0} |",
+            "| {} | {:.0} | {:.1} | {:.0} |",
+            phase.name,
             median(&mut rates[index]),
             cost,
             cores as f64 * 1e6 / cost
