@@ -1226,3 +1226,70 @@ async fn aggregates_list_in_order_across_growing_batches() {
     assert_eq!(all.first().map(String::as_str), Some("acc"));
     assert_eq!(all.last().map(String::as_str), Some("acctz"));
 }
+
+/// A prepared one-row INSERT keeps its JSON literals parsed from when it was planned: every
+/// run must store them as written, whatever the run's parameters, and a literal that is no
+/// JSON object must still be refused when run, not taken for an empty object.
+#[tokio::test]
+async fn a_prepared_insert_stores_its_literal_payload_and_metadata_on_every_run() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let insert = client
+        .prepare(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, metadata) \
+             VALUES ('order', 'o-' || $1, 'order_paid', \
+             '{\"status\": \"paid\", \"amount\": 12.5, \"tags\": [\"a\", {\"b\": null}]}', \
+             '{\"source\": \"till\"}') RETURNING payload, metadata",
+        )
+        .await
+        .expect("prepare");
+    for n in ["1", "2", "1"] {
+        let row = client.query_one(&insert, &[&n]).await.expect("insert");
+        let payload: Value = row.get(0);
+        let metadata: Value = row.get(1);
+        assert_eq!(
+            payload,
+            json!({"status": "paid", "amount": 12.5, "tags": ["a", {"b": null}]})
+        );
+        assert_eq!(metadata, json!({"source": "till"}));
+    }
+    // As stored: the text form, in the simple protocol.
+    let stored = support::simple_text_rows(
+        &client,
+        "SELECT aggregate_id, version, payload, metadata FROM events \
+         WHERE event_id > 0 ORDER BY event_id",
+    )
+    .await;
+    let rows: Vec<Vec<String>> = stored
+        .into_iter()
+        .map(|row| row.into_iter().map(Option::unwrap_or_default).collect())
+        .collect();
+    let payload = r#"{"status":"paid","amount":12.5,"tags":["a",{"b":null}]}"#.to_owned();
+    let metadata = r#"{"source":"till"}"#.to_owned();
+    let row = |id: &str, version: &str| {
+        vec![
+            id.to_owned(),
+            version.to_owned(),
+            payload.clone(),
+            metadata.clone(),
+        ]
+    };
+    assert_eq!(
+        rows,
+        vec![row("o-1", "1"), row("o-2", "1"), row("o-1", "2")]
+    );
+
+    let array = client
+        .prepare(
+            "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) \
+             VALUES ('order', $1, 'order_paid', '[1, 2]')",
+        )
+        .await
+        .expect("prepare");
+    let err = client
+        .execute(&array, &[&"o-3"])
+        .await
+        .expect_err("an array is no payload");
+    assert_eq!(sqlstate(&err), "22023", "{err}");
+    server.stop().await;
+}

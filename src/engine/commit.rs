@@ -48,7 +48,9 @@ pub struct NewEvent {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub event_type: String,
-    pub payload: Map<String, Value>,
+    /// Shared, not owned: a prepared INSERT's literal payload is parsed once and lent to
+    /// every append it makes (`sql::LiteralObjects`); nothing on the write path changes it.
+    pub payload: Arc<Map<String, Value>>,
     pub metadata: Map<String, Value>,
     pub note: Option<String>,
     pub expected_version: ExpectedVersion,
@@ -66,7 +68,7 @@ impl NewEvent {
             aggregate_type: aggregate_type.into(),
             aggregate_id: aggregate_id.into(),
             event_type: event_type.into(),
-            payload,
+            payload: Arc::new(payload),
             metadata: Map::new(),
             note: None,
             expected_version: ExpectedVersion::Any,
@@ -501,7 +503,7 @@ impl Committer {
                 Some(normalized) => {
                     let normalized_json = to_compact_json(&normalized);
                     check_payload_size(normalized_json.len(), self.parts.max_payload_bytes)?;
-                    (normalized, normalized_json)
+                    (Arc::new(normalized), normalized_json)
                 }
                 None => (new_event.payload, given_json),
             };

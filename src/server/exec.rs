@@ -252,6 +252,14 @@ fn scalar_text(scalar: &Scalar) -> Option<String> {
     }
 }
 
+/// [`scalar_text`] of a value no longer needed: text is moved, not copied.
+fn scalar_into_text(scalar: Scalar) -> Option<String> {
+    match scalar {
+        Scalar::Text(t) => Some(t),
+        other => scalar_text(&other),
+    }
+}
+
 fn scalar_json_object(
     scalar: &Scalar,
     column: &str,
@@ -856,20 +864,31 @@ impl Executor {
     ) -> Result<(Vec<NewEvent>, Option<String>), Failure> {
         let mut events = Vec::with_capacity(insert.rows.len());
         let mut key: Option<Option<String>> = None;
+        let literal = insert.literal_objects.as_ref();
+        let literal_payload = literal.and_then(|objects| objects.payload.as_ref());
+        let literal_metadata = literal.and_then(|objects| objects.metadata.as_ref());
         for row in &insert.rows {
             let mut values: [Scalar; 8] = std::array::from_fn(|_| Scalar::Null);
             for (column, operand) in insert.columns.iter().zip(row) {
-                values[*column as usize] = bind(operand, params)?;
+                let parsed_already = match column {
+                    InsertColumn::Payload => literal_payload.is_some(),
+                    InsertColumn::Metadata => literal_metadata.is_some(),
+                    _ => false,
+                };
+                if !parsed_already {
+                    values[*column as usize] = bind(operand, params)?;
+                }
             }
-            let text = |c: InsertColumn| scalar_text(&values[c as usize]);
-            let required = |c: InsertColumn| {
-                text(c).ok_or_else(|| error("23502", format!("null value in column \"{}\" of relation \"events\" violates not-null constraint", c.name())))
+            let payload = match literal_payload {
+                Some(parsed) => Arc::clone(parsed),
+                None => Arc::new(scalar_json_object(&values[InsertColumn::Payload as usize], "payload")?
+                    .ok_or_else(|| error("23502", "null value in column \"payload\" of relation \"events\" violates not-null constraint"))?),
             };
-            let payload = scalar_json_object(&values[InsertColumn::Payload as usize], "payload")?
-                .ok_or_else(|| error("23502", "null value in column \"payload\" of relation \"events\" violates not-null constraint"))?;
-            let metadata =
-                scalar_json_object(&values[InsertColumn::Metadata as usize], "metadata")?
-                    .unwrap_or_default();
+            let metadata = match literal_metadata {
+                Some(parsed) => parsed.clone(),
+                None => scalar_json_object(&values[InsertColumn::Metadata as usize], "metadata")?
+                    .unwrap_or_default(),
+            };
             let expected = match scalar_int(
                 &values[InsertColumn::ExpectedVersion as usize],
                 "expected_version",
@@ -882,6 +901,13 @@ impl Executor {
                     "expected_version must be NULL (any), 0 (must not exist) or a positive version",
                 )),
             };
+            // Each text column is read once: moved out of its bound value, not copied.
+            let mut text = |c: InsertColumn| {
+                scalar_into_text(std::mem::replace(&mut values[c as usize], Scalar::Null))
+            };
+            let required = |value: Option<String>, c: InsertColumn| {
+                value.ok_or_else(|| error("23502", format!("null value in column \"{}\" of relation \"events\" violates not-null constraint", c.name())))
+            };
             let row_key = text(InsertColumn::IdempotencyKey);
             match &key {
                 None => key = Some(row_key),
@@ -891,9 +917,12 @@ impl Executor {
                 Some(_) => {}
             }
             events.push(NewEvent {
-                aggregate_type: required(InsertColumn::AggregateType)?,
-                aggregate_id: required(InsertColumn::AggregateId)?,
-                event_type: required(InsertColumn::EventType)?,
+                aggregate_type: required(
+                    text(InsertColumn::AggregateType),
+                    InsertColumn::AggregateType,
+                )?,
+                aggregate_id: required(text(InsertColumn::AggregateId), InsertColumn::AggregateId)?,
+                event_type: required(text(InsertColumn::EventType), InsertColumn::EventType)?,
                 payload,
                 metadata,
                 note: text(InsertColumn::Note),

@@ -39,8 +39,8 @@ pub use parse::{
     SUPPORTED_SHAPES,
 };
 pub use plan::{
-    CallForm, Column, ColumnRef, CommandTag, CompareOp, InsertColumn, InsertEvents, Operand,
-    PgType, Predicate, Query, ScalarExpr, SelectItem, Statement, Table, ValueRef,
+    CallForm, Column, ColumnRef, CommandTag, CompareOp, InsertColumn, InsertEvents, LiteralObjects,
+    Operand, PgType, Predicate, Query, ScalarExpr, SelectItem, Statement, Table, ValueRef,
 };
 pub use session::{
     show_column_name, DiscardKind, IsolationLevel, SessionStatement, SetValue, TransactionModes,

@@ -444,6 +444,24 @@ fn number_operand(text: &str, negative: bool) -> Result<Operand, SqlError> {
     }
 }
 
+/// The payload and metadata of one INSERT row that are literal JSON objects, parsed.
+fn literal_objects(columns: &[InsertColumn], row: &[Operand]) -> LiteralObjects {
+    let object = |wanted: InsertColumn| {
+        let (_, operand) = columns.iter().zip(row).find(|(c, _)| **c == wanted)?;
+        match operand {
+            Operand::Text(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(map)) => Some(map),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    LiteralObjects {
+        payload: object(InsertColumn::Payload).map(std::sync::Arc::new),
+        metadata: object(InsertColumn::Metadata),
+    }
+}
+
 fn check_json(text: &str, ty: PgType) -> Result<(), SqlError> {
     serde_json::from_str::<serde_json::Value>(text)
         .map(|_| ())
@@ -1943,9 +1961,14 @@ fn plan_insert(insert: &ast::Insert) -> Result<Statement, SqlError> {
             planned
         }
     };
+    let literal_objects = match rows.as_slice() {
+        [row] => Some(literal_objects(&columns, row)),
+        _ => None,
+    };
     Ok(Statement::Insert(InsertEvents {
         columns,
         rows,
         returning,
+        literal_objects,
     }))
 }

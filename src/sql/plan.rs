@@ -546,6 +546,22 @@ pub struct InsertEvents {
     pub rows: Vec<Vec<Operand>>,
     /// Items over the `events` columns; empty without RETURNING.
     pub returning: Vec<SelectItem>,
+    /// The payload and metadata literals of a one-row INSERT, parsed once when the statement
+    /// is planned. A prepared INSERT runs many times with the same literals, and parsing
+    /// them again on every run was a tenth of a worker's CPU per append. Empty for a
+    /// multi-row INSERT, which is rarely run twice and whose parsed literals would hold
+    /// several times the memory of its text.
+    pub literal_objects: Option<LiteralObjects>,
+}
+
+/// JSON object literals of an INSERT's one row, parsed (see [`InsertEvents::literal_objects`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LiteralObjects {
+    /// `None` when the payload is not a literal JSON object. Shared with every append the
+    /// statement makes (`NewEvent::payload`).
+    pub payload: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// `None` when the metadata is not a literal JSON object.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The columns an INSERT may name. `expected_version` and `idempotency_key` are write-only

@@ -75,6 +75,8 @@ fn insert_all_columns_any_order_with_casts_params_and_negatives() {
     assert_eq!(i.rows[0][6], Operand::Int(5));
     assert_eq!(i.rows[1][0], param(3));
     assert_eq!(i.rows[1][6], Operand::Int(-1));
+    // Two rows: the literals stay text, parsed when run.
+    assert_eq!(i.literal_objects, None);
     assert_eq!(
         i.returning,
         vec![
@@ -109,10 +111,24 @@ fn insert_minimal_and_assignment_casts() {
         ]
     );
     assert!(i.returning.is_empty());
+    // A JSON array is no object: left to the run, which rejects it as it always did.
+    assert_eq!(i.literal_objects, Some(LiteralObjects::default()));
+    let i = insert(
+        "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, metadata) \
+         VALUES ('order', $1, 'paid', '{\"status\": \"paid\", \"amount\": 12.5}', '{}'::jsonb)",
+    );
+    let objects = i.literal_objects.expect("one row");
+    let payload = objects.payload.expect("payload parsed when planned");
+    assert_eq!(
+        serde_json::to_string(&payload).ok().as_deref(),
+        Some(r#"{"status":"paid","amount":12.5}"#)
+    );
+    assert_eq!(objects.metadata, Some(serde_json::Map::new()));
     let i = insert(
         "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, expected_version) \
          VALUES ($1, $2, $3, $4::jsonb, $5)",
     );
+    assert_eq!(i.literal_objects, Some(LiteralObjects::default()));
     assert_eq!(
         i.rows[0][3],
         Operand::Param {
