@@ -548,7 +548,7 @@ pub struct InsertEvents {
     pub returning: Vec<SelectItem>,
     /// The payload and metadata literals of a one-row INSERT, parsed once when the statement
     /// is planned. A prepared INSERT runs many times with the same literals, and parsing
-    /// them again on every run was a tenth of a worker's CPU per append. Empty for a
+    /// them again on every run was a tenth of a worker's CPU per append. `None` for a
     /// multi-row INSERT, which is rarely run twice and whose parsed literals would hold
     /// several times the memory of its text.
     pub literal_objects: Option<LiteralObjects>,
