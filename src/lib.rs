@@ -1,7 +1,8 @@
 //! EventDBX: a single-node, event-sourced database.
 //!
 //! The library owns everything but the command line: the storage [`engine`] (the one write
-//! authority over RocksDB), and the JSON Merge Patch used to materialize aggregate state.
+//! authority over RocksDB), the JSON Merge Patch used to materialize aggregate state, and
+//! the payload type both the SQL layer and the engine hand appends in (`payload`).
 //! See `docs/ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod merge_patch;
+pub mod payload;
 pub mod schema;
 pub mod server;
 pub mod sql;

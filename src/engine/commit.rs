@@ -40,7 +40,8 @@ use super::seal::ValueCipher;
 use super::snowflake::{unix_micros_now, Snowflake};
 use super::tail::HistoryTail;
 use super::{cf, Counters};
-use crate::merge_patch::merge_patch;
+use crate::merge_patch::{merge_patch, merge_patch_text};
+use crate::payload::Payload;
 
 /// One event to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,9 +49,10 @@ pub struct NewEvent {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub event_type: String,
-    /// Shared, not owned: a prepared INSERT's literal payload is parsed once and lent to
-    /// every append it makes (`sql::LiteralObjects`); nothing on the write path changes it.
-    pub payload: Arc<Map<String, Value>>,
+    /// Shared, not owned: a prepared INSERT's literal payload is parsed and written as text
+    /// once and lent to every append it makes (`sql::LiteralObjects`); nothing on the write
+    /// path changes it.
+    pub payload: Arc<Payload>,
     pub metadata: Map<String, Value>,
     pub note: Option<String>,
     pub expected_version: ExpectedVersion,
@@ -68,7 +70,7 @@ impl NewEvent {
             aggregate_type: aggregate_type.into(),
             aggregate_id: aggregate_id.into(),
             event_type: event_type.into(),
-            payload: Arc::new(payload),
+            payload: Arc::new(Payload::new(payload)),
             metadata: Map::new(),
             note: None,
             expected_version: ExpectedVersion::Any,
@@ -159,7 +161,7 @@ struct Working {
     created_at_micros: i64,
     updated_at_micros: i64,
     frontier: Frontier,
-    state: Map<String, Value>,
+    state: WorkingState,
 }
 
 impl Working {
@@ -170,20 +172,73 @@ impl Working {
             created_at_micros: 0,
             updated_at_micros: 0,
             frontier: Frontier::default(),
-            state: Map::new(),
+            state: WorkingState::Text("{}".to_owned()),
         }
     }
 
-    fn from_record(record: AggregateRecord) -> Result<Self, EngineError> {
-        let state = record.state()?;
-        Ok(Self {
+    fn from_record(record: AggregateRecord) -> Self {
+        Self {
             version: record.version,
             last_event_id: record.last_event_id,
             created_at_micros: record.created_at_micros,
             updated_at_micros: record.updated_at_micros,
             frontier: record.frontier,
-            state,
-        })
+            state: WorkingState::Text(record.state_json),
+        }
+    }
+}
+
+/// An aggregate's state while a group stages it. Loaded as its stored text and kept so
+/// while events only replace or remove its members: merging a payload into it as text
+/// (`merge_patch_text`) spares parsing the state, copying every member and writing it all
+/// out again, which was most of the committer's JSON work per append. It is parsed when a
+/// policy asks for the prior state, or a payload member is an object to merge into.
+#[derive(Debug, Clone)]
+enum WorkingState {
+    /// Compact JSON text, as `to_compact_json` writes it.
+    Text(String),
+    Parsed(Map<String, Value>),
+}
+
+impl WorkingState {
+    fn parsed(&mut self) -> Result<&Map<String, Value>, EngineError> {
+        self.parsed_mut().map(|state| &*state)
+    }
+
+    fn parsed_mut(&mut self) -> Result<&mut Map<String, Value>, EngineError> {
+        if let WorkingState::Text(text) = self {
+            *self = WorkingState::Parsed(parse_state(text)?);
+        }
+        match self {
+            WorkingState::Parsed(state) => Ok(state),
+            WorkingState::Text(_) => Err(EngineError::corrupt("aggregate state", "not parsed")),
+        }
+    }
+
+    /// Merges `patch` (RFC 7396); `patch_json` is its compact text.
+    fn merge(&mut self, patch: &Map<String, Value>, patch_json: &str) -> Result<(), EngineError> {
+        if let WorkingState::Text(text) = self {
+            if let Some(merged) = merge_patch_text(text, patch_json) {
+                *text = merged;
+                return Ok(());
+            }
+        }
+        merge_patch(self.parsed_mut()?, patch);
+        Ok(())
+    }
+
+    fn to_json(&self) -> String {
+        match self {
+            WorkingState::Text(text) => text.clone(),
+            WorkingState::Parsed(state) => to_compact_json(state),
+        }
+    }
+}
+
+fn parse_state(text: &str) -> Result<Map<String, Value>, EngineError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(EngineError::corrupt("aggregate state", "not a JSON object")),
     }
 }
 
@@ -409,7 +464,7 @@ impl Committer {
             .records
             .read(&self.parts.db, &self.parts.cipher, &record_key)?
         {
-            Some(record) => Working::from_record(record),
+            Some(record) => Ok(Working::from_record(record)),
             None => Ok(Working::empty()),
         }
     }
@@ -488,24 +543,28 @@ impl Committer {
 
             // Serialize once and refuse oversized payloads before the schema spends time
             // validating them; the text is stored as is unless the schema normalizes.
-            let given_json = to_compact_json(&new_event.payload);
+            let given_json = new_event.payload.compact_json();
             check_payload_size(given_json.len(), self.parts.max_payload_bytes)?;
+            let prior_state = match actual > 0 && policy.reads_prior_state(&key.0) {
+                true => Some(working.state.parsed()?),
+                false => None,
+            };
             let exists = |ty: &str, id: &str| self.exists(group, &local, ty, id);
             let checked = policy.check_event(&EventCheck {
                 aggregate_type: &key.0,
                 aggregate_id: &key.1,
                 event_type: &new_event.event_type,
-                payload: &new_event.payload,
-                prior_state: (actual > 0).then_some(&working.state),
+                payload: new_event.payload.object(),
+                prior_state,
                 aggregate_exists: &exists,
             })?;
-            let (payload, payload_json) = match checked.payload {
+            let (normalized, payload_json) = match checked.payload {
                 Some(normalized) => {
                     let normalized_json = to_compact_json(&normalized);
                     check_payload_size(normalized_json.len(), self.parts.max_payload_bytes)?;
-                    (Arc::new(normalized), normalized_json)
+                    (Some(normalized), normalized_json)
                 }
-                None => (new_event.payload, given_json),
+                None => (None, given_json.to_owned()),
             };
             let metadata_json = to_compact_json(&new_event.metadata);
             if metadata_json.len() > MAX_METADATA_BYTES {
@@ -553,7 +612,8 @@ impl Committer {
                 self.parts
                     .cipher
                     .seal_kept(CF_EVENTS, &event_key(event.event_id), &opened)?;
-            merge_patch(&mut working.state, &payload);
+            let payload = normalized.as_ref().unwrap_or(new_event.payload.object());
+            working.state.merge(payload, &event.payload_json)?;
             if actual == 0 {
                 working.created_at_micros = now;
                 new_aggregates += 1;
@@ -569,7 +629,7 @@ impl Committer {
                 Some(_) => Some(self.parts.cipher.seal(
                     CF_SNAPSHOTS,
                     &versioned_key(&key.0, &key.1, event.version),
-                    encode_snapshot(event.event_id, &to_compact_json(&working.state)),
+                    encode_snapshot(event.event_id, &working.state.to_json()),
                 )?),
                 None => None,
             };
@@ -593,7 +653,7 @@ impl Committer {
                 updated_at_micros: working.updated_at_micros,
                 merkle_root: working.frontier.root(),
                 frontier: working.frontier.clone(),
-                state_json: to_compact_json(&working.state),
+                state_json: working.state.to_json(),
             };
             let record_key = aggregate_key(&key.0, &key.1);
             let plain = record.encode();
@@ -787,7 +847,7 @@ fn fingerprint(request: &AppendRequest) -> [u8; 32] {
         field(event.aggregate_type.as_bytes());
         field(event.aggregate_id.as_bytes());
         field(event.event_type.as_bytes());
-        field(to_compact_json(&event.payload).as_bytes());
+        field(event.payload.compact_json().as_bytes());
         field(to_compact_json(&event.metadata).as_bytes());
         field(event.note.as_deref().unwrap_or("\u{0}none").as_bytes());
         field(format!("{:?}", event.expected_version).as_bytes());

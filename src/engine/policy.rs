@@ -36,6 +36,12 @@ pub trait WritePolicy: Send + Sync + std::fmt::Debug {
     fn check_event(&self, event: &EventCheck<'_>) -> Result<CheckedEvent, EngineError>;
     /// How often to snapshot this aggregate type.
     fn snapshot_setting(&self, aggregate_type: &str) -> SnapshotSetting;
+    /// Whether [`check_event`](Self::check_event) looks at `prior_state` for this aggregate
+    /// type. When it does not, the commit path keeps the state as text and passes `None`
+    /// for an existing aggregate too (see `commit.rs`, `WorkingState`).
+    fn reads_prior_state(&self, _aggregate_type: &str) -> bool {
+        true
+    }
 }
 
 /// Snapshot cadence for an aggregate type.
@@ -60,5 +66,9 @@ impl WritePolicy for AcceptAll {
 
     fn snapshot_setting(&self, _aggregate_type: &str) -> SnapshotSetting {
         SnapshotSetting::EngineDefault
+    }
+
+    fn reads_prior_state(&self, _aggregate_type: &str) -> bool {
+        false
     }
 }

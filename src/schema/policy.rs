@@ -104,6 +104,12 @@ impl WritePolicy for SchemaPolicy {
         }
     }
 
+    /// Only a schema's checks read the prior state, and `check_event` runs them only for a
+    /// type that has a schema while restriction is on.
+    fn reads_prior_state(&self, aggregate_type: &str) -> bool {
+        self.restrict != RestrictMode::Off && self.set.aggregate(aggregate_type).is_some()
+    }
+
     fn snapshot_setting(&self, aggregate_type: &str) -> SnapshotSetting {
         match self
             .set

@@ -25,6 +25,7 @@ use crate::engine::{
     AggregateState, AppendRequest, Engine, Event, EventView, ExpectedVersion, Issuer, NewEvent,
     StoredText, VerifyReport,
 };
+use crate::payload::Payload;
 use crate::sql::{
     CallForm, Column, ColumnRef, CommandTag, CompareOp, InsertColumn, InsertEvents, Operand,
     PgType, Predicate, Query, ScalarExpr, SelectItem, SessionStatement, Statement, Table, ValueRef,
@@ -881,8 +882,8 @@ impl Executor {
             }
             let payload = match literal_payload {
                 Some(parsed) => Arc::clone(parsed),
-                None => Arc::new(scalar_json_object(&values[InsertColumn::Payload as usize], "payload")?
-                    .ok_or_else(|| error("23502", "null value in column \"payload\" of relation \"events\" violates not-null constraint"))?),
+                None => Arc::new(Payload::new(scalar_json_object(&values[InsertColumn::Payload as usize], "payload")?
+                    .ok_or_else(|| error("23502", "null value in column \"payload\" of relation \"events\" violates not-null constraint"))?)),
             };
             let metadata = match literal_metadata {
                 Some(parsed) => parsed.clone(),
@@ -1038,9 +1039,7 @@ impl Executor {
                     ColumnRef::AggregateType => Cell::Text(event.aggregate_type.clone()),
                     ColumnRef::AggregateId => Cell::Text(event.aggregate_id.clone()),
                     ColumnRef::EventType => Cell::Text(event.event_type.clone()),
-                    ColumnRef::Payload => {
-                        Cell::Text(crate::engine::commit::to_compact_json(&event.payload))
-                    }
+                    ColumnRef::Payload => Cell::Text(event.payload.compact_json().to_owned()),
                     ColumnRef::Metadata => {
                         Cell::Text(crate::engine::commit::to_compact_json(&event.metadata))
                     }

@@ -457,7 +457,8 @@ fn literal_objects(columns: &[InsertColumn], row: &[Operand]) -> LiteralObjects 
         }
     };
     LiteralObjects {
-        payload: object(InsertColumn::Payload).map(std::sync::Arc::new),
+        payload: object(InsertColumn::Payload)
+            .map(|object| std::sync::Arc::new(crate::payload::Payload::new(object))),
         metadata: object(InsertColumn::Metadata),
     }
 }

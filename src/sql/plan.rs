@@ -559,7 +559,7 @@ pub struct InsertEvents {
 pub struct LiteralObjects {
     /// `None` when the payload is not a literal JSON object. Shared with every append the
     /// statement makes (`NewEvent::payload`).
-    pub payload: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
+    pub payload: Option<std::sync::Arc<crate::payload::Payload>>,
     /// `None` when the metadata is not a literal JSON object.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
