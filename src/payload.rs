@@ -7,13 +7,12 @@
 //! reused by the rest: writing it had been about a tenth of the committer's JSON work per
 //! append.
 
-use std::ops::Deref;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
 /// A payload object and, once asked for, its compact JSON text.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Payload {
     object: Map<String, Value>,
     compact: OnceLock<String>,
@@ -33,25 +32,13 @@ impl Payload {
 
     /// The object's compact JSON text, as `serde_json` writes it; written on the first call.
     pub fn compact_json(&self) -> &str {
-        self.compact.get_or_init(|| {
-            // Writing a `Map` to a string cannot fail.
-            serde_json::to_string(&self.object).unwrap_or_else(|_| "{}".to_owned())
-        })
+        self.compact.get_or_init(|| to_compact_json(&self.object))
     }
 }
 
-impl From<Map<String, Value>> for Payload {
-    fn from(object: Map<String, Value>) -> Self {
-        Self::new(object)
-    }
-}
-
-impl Deref for Payload {
-    type Target = Map<String, Value>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.object
-    }
+/// Compact JSON text of an object, as `serde_json` writes it. Writing a `Map` cannot fail.
+pub fn to_compact_json(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Equal when the objects are: the text is only ever the object's.
@@ -83,6 +70,6 @@ mod tests {
         assert_eq!(first, expected);
         // The same text, not a second one.
         assert!(std::ptr::eq(first, payload.compact_json()));
-        assert_eq!(payload, Payload::from(object));
+        assert_eq!(payload, Payload::new(object));
     }
 }

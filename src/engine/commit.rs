@@ -34,7 +34,7 @@ use super::options::{
     MAX_METADATA_BYTES, MAX_NOTE_CHARS,
 };
 use super::policy::{EventCheck, SnapshotSetting, WritePolicy};
-use super::record::{encode_snapshot, AggregateRecord};
+use super::record::{encode_snapshot, parse_state, AggregateRecord};
 use super::records::RecordCache;
 use super::seal::ValueCipher;
 use super::snowflake::{unix_micros_now, Snowflake};
@@ -232,13 +232,6 @@ impl WorkingState {
             WorkingState::Text(text) => text.clone(),
             WorkingState::Parsed(state) => to_compact_json(state),
         }
-    }
-}
-
-fn parse_state(text: &str) -> Result<Map<String, Value>, EngineError> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(EngineError::corrupt("aggregate state", "not a JSON object")),
     }
 }
 
@@ -892,10 +885,7 @@ fn check_payload_size(size: usize, limit: usize) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Compact JSON text of an object. Serializing a `Map` cannot fail.
-pub(crate) fn to_compact_json(map: &Map<String, Value>) -> String {
-    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
-}
+pub(crate) use crate::payload::to_compact_json;
 
 #[cfg(test)]
 mod tests {

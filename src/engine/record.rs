@@ -84,10 +84,15 @@ impl AggregateRecord {
 
     /// The state parsed as a JSON object.
     pub fn state(&self) -> Result<Map<String, Value>, EngineError> {
-        match serde_json::from_str::<Value>(&self.state_json) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(EngineError::corrupt("aggregate state", "not a JSON object")),
-        }
+        parse_state(&self.state_json)
+    }
+}
+
+/// A stored state's text parsed as the JSON object it must be.
+pub(crate) fn parse_state(text: &str) -> Result<Map<String, Value>, EngineError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(EngineError::corrupt("aggregate state", "not a JSON object")),
     }
 }
 
