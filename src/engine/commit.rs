@@ -41,7 +41,7 @@ use super::snowflake::{unix_micros_now, Snowflake};
 use super::tail::HistoryTail;
 use super::{cf, Counters};
 use crate::merge_patch::{merge_patch, merge_patch_text};
-use crate::payload::Payload;
+use crate::payload::{to_compact_json, Payload};
 
 /// One event to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -884,8 +884,6 @@ fn check_payload_size(size: usize, limit: usize) -> Result<(), EngineError> {
     }
     Ok(())
 }
-
-pub(crate) use crate::payload::to_compact_json;
 
 #[cfg(test)]
 mod tests {

@@ -616,7 +616,7 @@ impl Engine {
             aggregate_type: aggregate_type.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
             version,
-            state_json: commit::to_compact_json(&state),
+            state_json: crate::payload::to_compact_json(&state),
             merkle_root: last.merkle_root,
             created_at_micros: created_at,
             updated_at_micros: last.created_at_micros,

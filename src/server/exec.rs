@@ -25,7 +25,7 @@ use crate::engine::{
     AggregateState, AppendRequest, Engine, Event, EventView, ExpectedVersion, Issuer, NewEvent,
     StoredText, VerifyReport,
 };
-use crate::payload::Payload;
+use crate::payload::{to_compact_json, Payload};
 use crate::sql::{
     CallForm, Column, ColumnRef, CommandTag, CompareOp, InsertColumn, InsertEvents, Operand,
     PgType, Predicate, Query, ScalarExpr, SelectItem, SessionStatement, Statement, Table, ValueRef,
@@ -1040,9 +1040,7 @@ impl Executor {
                     ColumnRef::AggregateId => Cell::Text(event.aggregate_id.clone()),
                     ColumnRef::EventType => Cell::Text(event.event_type.clone()),
                     ColumnRef::Payload => Cell::Text(event.payload.compact_json().to_owned()),
-                    ColumnRef::Metadata => {
-                        Cell::Text(crate::engine::commit::to_compact_json(&event.metadata))
-                    }
+                    ColumnRef::Metadata => Cell::Text(to_compact_json(&event.metadata)),
                     ColumnRef::Note => event.note.clone().map(Cell::Text).unwrap_or(Cell::Null),
                     _ => Cell::Null,
                 };
