@@ -25,7 +25,6 @@ cycle. The fourteenth pass in docs/BENCHMARKS.md reads it.
 
 import argparse
 import collections
-import glob
 import os
 import shutil
 import statistics
@@ -45,21 +44,6 @@ TRACEPOINTS = [
 FUTEX_WAKE_PRIVATE = "op: 0x00000081"
 # An eventfd is written 8 bytes at a time; the WAL's writes are larger.
 EVENTFD_WRITE = "count: 0x00000008"
-
-
-def threads(pid):
-    """{thread id: (name, user + system clock ticks)} of every thread of `pid`."""
-    found = {}
-    for task in glob.glob(f"/proc/{pid}/task/*"):
-        try:
-            with open(task + "/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        found[task.rsplit("/", 1)[1]] = (stat[stat.index("(") + 1:stat.rindex(")")],
-                                         int(fields[11]) + int(fields[12]))
-    return found
 
 
 def cpu_by_thread_name(before, after):
@@ -165,20 +149,18 @@ def main():
     data = os.path.join(root, "cycle.data")
     try:
         sbs.seed_eventdbx(server, SEED_EVENTS)
-        before = threads(server.pid())
-        committer = [tid for tid, (name, _) in before.items() if name == "eventdbx-commit"]
-        if len(committer) != 1:
-            raise SystemExit(f"expected one eventdbx-commit thread, found {len(committer)}")
+        before = sbs.threads(server.pid())
+        committer = sbs.committer_thread(before)
         # Recording starts with pgbench and stops a second before it, so that every recorded
         # cycle is under load.
         recorder = subprocess.Popen(
-            ["perf", "record", "-q", "-e", ",".join(TRACEPOINTS), "-t", committer[0],
+            ["perf", "record", "-q", "-e", ",".join(TRACEPOINTS), "-t", committer,
              "-o", data, "--", "sleep", str(max(1, args.seconds - 1))],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         rate, _latency, server_us, client_us = sbs.pgbench(
             server.env, APPEND_SCRIPT, args.clients, args.seconds,
             server_cpu=lambda: sbs.cpu_seconds(server.pid()))
-        by_name = cpu_by_thread_name(before, threads(server.pid()))
+        by_name = cpu_by_thread_name(before, sbs.threads(server.pid()))
         _, errors = recorder.communicate()
         if recorder.returncode != 0:
             raise SystemExit(f"perf record failed: {errors.strip()[-500:]}")

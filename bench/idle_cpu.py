@@ -42,7 +42,6 @@ import side_by_side as sbs  # noqa: E402  (the harness's server wrapper and seed
 
 SEED_EVENTS = 100_000
 APPEND_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgbench", "append.pgbench")
-COMMITTER = "eventdbx-commit"
 # A `perf sched timehist --state` row: time, [cpu], task, wait, sch delay, run time (ms), state.
 ROW = re.compile(r"\s*([\d.]+)\s+\[(\d+)\]\s+(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\S+)\s*$")
 # How far inside the load the cores' split (/proc/stat) starts and ends.
@@ -54,7 +53,7 @@ IDLE_STEP_SECONDS = 10e-6
 def thread_class(task):
     if task.startswith("<idle>"):
         return "idle"
-    if COMMITTER in task:
+    if sbs.COMMITTER_THREAD in task:
         return "committer"
     if "tokio-rt-worker" in task:
         return "runtime workers"
@@ -65,19 +64,8 @@ def thread_class(task):
     return "others"
 
 
-def committer_thread(pid):
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/comm") as f:
-                if f.read().strip() == COMMITTER:
-                    return int(task)
-        except OSError:
-            continue
-    raise SystemExit(f"no {COMMITTER} thread in process {pid}")
-
-
 def set_committer_policy(pid, policy):
-    tid = committer_thread(pid)
+    tid = int(sbs.committer_thread(sbs.threads(pid)))
     if policy == "fifo":
         os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
     elif policy.startswith("nice="):

@@ -7,6 +7,7 @@ With --bound, also the rate an ideal server would reach at 32 clients in each ru
 Standard library only. See bench/run.sh and docs/BENCHMARKS.md."""
 
 import argparse
+import glob
 import os
 import re
 import resource
@@ -156,6 +157,33 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# The name of the server's commit thread (src/engine/mod.rs).
+COMMITTER_THREAD = "eventdbx-commit"
+
+
+def threads(pid):
+    """{thread id: (name, user + system clock ticks)} of every thread of `pid`."""
+    found = {}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            with open(task + "/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        found[task.rsplit("/", 1)[1]] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                                         int(fields[11]) + int(fields[12]))
+    return found
+
+
+def committer_thread(found):
+    """The thread id (a string) of the server's committer among `threads(pid)`'s."""
+    committer = [tid for tid, (name, _) in found.items() if name == COMMITTER_THREAD]
+    if len(committer) != 1:
+        raise SystemExit(f"expected one {COMMITTER_THREAD} thread, found {len(committer)}")
+    return committer[0]
 
 
 def client_cpu_seconds():
